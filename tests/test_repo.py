@@ -1,0 +1,33 @@
+"Repository checks: exported modules match the notebooks, notebooks are clean, README matches the index notebook."
+import shutil, subprocess, filecmp
+from pathlib import Path
+from layoutlab.cli import readme_text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def _copy_project(tmp):
+    for p in ('nbs', 'layoutlab'): shutil.copytree(ROOT/p, tmp/p, ignore=shutil.ignore_patterns('__pycache__', 'assets', '*.nc', '*.zarr'))
+    shutil.copy(ROOT/'settings.ini', tmp/'settings.ini')
+    return tmp
+
+def test_modules_match_notebooks(tmp_path):
+    _copy_project(tmp_path)
+    subprocess.run(['nbdev_export'], cwd=tmp_path, check=True, capture_output=True)
+    stale = [p.name for p in (ROOT/'layoutlab').glob('*.py') if not filecmp.cmp(p, tmp_path/'layoutlab'/p.name, shallow=False)]
+    new = [p.name for p in (tmp_path/'layoutlab').glob('*.py') if not (ROOT/'layoutlab'/p.name).exists()]
+    assert not stale and not new, f"run nbdev_export: modules out of sync with notebooks: {stale + new}"
+
+def test_notebooks_clean(tmp_path):
+    _copy_project(tmp_path)
+    subprocess.run(['nbdev_clean'], cwd=tmp_path, check=True, capture_output=True)
+    dirty = [p.name for p in (ROOT/'nbs').glob('*.ipynb') if p.read_bytes() != (tmp_path/'nbs'/p.name).read_bytes()]
+    assert not dirty, f"run nbdev_clean: notebooks not clean: {dirty}"
+
+def test_readme_matches_index():
+    assert (ROOT/'README.md').read_text() == readme_text(ROOT/'nbs'/'index.ipynb'), "run `layoutlab readme` to regenerate README.md"
+
+def test_top_level_is_what_the_user_asked_for():
+    tracked = subprocess.run(['git', 'ls-files'], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    if not tracked: return  # not a git checkout (e.g. an sdist): nothing to check
+    top = {p.split('/')[0] for p in tracked}
+    assert top <= {'nbs', 'layoutlab', 'tests', 'settings.ini', 'setup.py', 'README.md', '.ci', 'LICENSE', '.gitignore'}, top
