@@ -22,7 +22,7 @@ one two three four background light dark bright
 cat dog car tree house person man woman child bird horse boat sky sea beach mountain flower table chair
 apple banana bowl cup bottle book clock bench train bus street road city field grass snow water""".split()
 
-# %% ../nbs/01_models.ipynb #a4d93526
+# %% ../nbs/01_models.ipynb #d1344588
 def _bytes_to_unicode():
     "CLIP/GPT-2's reversible map from bytes to printable unicode symbols."
     printable = list(range(ord('!'), ord('~')+1)) + list(range(ord('¡'), ord('¬')+1)) + list(range(ord('®'), ord('ÿ')+1))
@@ -31,14 +31,23 @@ def _bytes_to_unicode():
         if b not in printable: printable.append(b); cs.append(256+n); n += 1
     return dict(zip(printable, map(chr, cs)))
 
+def _merge(seq, pair):
+    out, i = [], 0
+    while i < len(seq):
+        if i + 1 < len(seq) and (seq[i], seq[i+1]) == pair: out.append(seq[i] + seq[i+1]); i += 2
+        else: out.append(seq[i]); i += 1
+    return out
+
 def _train_merges(words):
-    "BPE merges learned on `words` (tokenizers' trainer), so that each of them ends up one token."
-    from tokenizers import Tokenizer, models, trainers, pre_tokenizers
-    tk = Tokenizer(models.BPE(end_of_word_suffix='</w>'))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tk.train_from_iterator(words, trainers.BpeTrainer(vocab_size=100_000, min_frequency=1, end_of_word_suffix='</w>',
-                                                      show_progress=False))
-    return [tuple(m) for m in json.loads(tk.to_str())['model']['merges']]
+    "Classic BPE on `words` until each is one token; ties broken by the pair itself, so the result is reproducible."
+    from collections import Counter
+    seqs, merges = [list(w[:-1]) + [w[-1] + '</w>'] for w in words], []
+    while True:
+        counts = Counter(p for s in seqs for p in zip(s, s[1:]))
+        if not counts: return merges
+        pair = min(counts, key=lambda p: (-counts[p], p))
+        merges.append(pair)
+        seqs = [_merge(s, pair) for s in seqs]
 
 def build_tokenizer_files(dest, # folder to write `vocab.json` and `merges.txt` into
                           words=WORDS # words that become single tokens
