@@ -48,7 +48,7 @@ def encode(pipe, # a Stable Diffusion (1.x or XL) pipeline
         return Conditioning(torch.cat([uncond, cond]), dict(text_embeds=torch.cat([upooled, pooled]),
                                                             time_ids=torch.cat([ids, ids]).to(dev)))
 
-# %% ../nbs/04_sampler.ipynb #450ddad7
+# %% ../nbs/04_sampler.ipynb #f62cac73
 @dataclass
 class State:
     "What a sampler piece may read at one step, and where it hands values to the recorder."
@@ -63,6 +63,8 @@ class State:
     latents:torch.Tensor=None # z_t
     generator:torch.Generator=None # the run's random generator
     values:dict=field(default_factory=dict) # named values to record at this step
+    capture:object=None # the `AttentionCapture` of the run: `capture.maps` after any UNet call
+    z_in:torch.Tensor=None # the latent the step's CFG pass ran on, with grad when a seam asked for it
     def log(self, name, value, dims=()):
         "Hand a named value (number, tensor, with its dims) to the recorder for this step."
         self.values[name] = (tuple(dims), value)
@@ -73,13 +75,15 @@ class State:
         "ᾱ_t of the current timestep."
         return float(self.pipe.scheduler.alphas_cumprod[int(self.t)])
 
-# %% ../nbs/04_sampler.ipynb #746eebf5
+# %% ../nbs/04_sampler.ipynb #d7f76e63
 def predict_noise(state:State, # the current step
-                  latents:torch.Tensor=None # z_t (default: state.latents)
-                 )->torch.Tensor: # ε with classifier-free guidance
-    "ε̂ = ε_u + cfg·(ε_c − ε_u) from one batched UNet pass."
+                  latents:torch.Tensor=None, # z_t (default: state.latents)
+                  cfg:bool=True # False: the conditional branch alone (what guidance energies differentiate)
+                 )->torch.Tensor: # ε with classifier-free guidance, or ε_c
+    "ε̂ = ε_u + cfg·(ε_c − ε_u) from one batched UNet pass (or ε_c from a conditional pass)."
     z = state.latents if latents is None else latents
     sched = state.pipe.scheduler
+    if not cfg: return state.pipe.unet(sched.scale_model_input(z, state.t), state.t, **state.cond.unet_kwargs(slice(1, 2))).sample
     x = sched.scale_model_input(torch.cat([z, z]), state.t)
     eps = state.pipe.unet(x, state.t, **state.cond.unet_kwargs()).sample
     eps_u, eps_c = eps.chunk(2)
@@ -111,7 +115,7 @@ def decode(pipe, latents):
         img = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
     return pipe.image_processor.postprocess(img, output_type='pil', do_denormalize=[True])[0]
 
-# %% ../nbs/04_sampler.ipynb #322b44cd
+# %% ../nbs/04_sampler.ipynb #e066338b
 def _as_layout(x): return x if isinstance(x, Layout) else Layout(x) if isinstance(x, str) else Layout.from_dict(x)
 
 def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline
@@ -155,14 +159,21 @@ def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline
                        dict(prompt=layout.prompt, layout=layout.to_json(), model=model or getattr(pipe, 'name_or_path', None) or type(pipe).__name__,
                             method=method, params=params or {}, steps=steps, cfg=cfg, seed=seed, height=height, width=width))
     edit = (lambda name, s: edit_attention(name, s, state)) if edit_attention else None
+    captured = list(dict.fromkeys(rec_layers + select_layers(pipe.unet, '*attn2')))
+    wants_grad = getattr(noise_pred, 'wants_grad', lambda state: False)
     try:
-        with capture_attention(pipe.unet, rec_layers or guidance_layers(pipe.unet), edit=edit) as cap:
+        with capture_attention(pipe.unet, captured, grad=True, edit=edit) as cap:
+            state.capture = cap
             for i, t in enumerate(tqdm(sched.timesteps, disable=not progress, desc=method)):
                 state.i, state.t, state.values = i, t, {}
-                if before_step is not None: state.latents = before_step(state)
+                if before_step is not None: state.latents = before_step(state).detach()
                 cap.clear()
-                with torch.no_grad(): eps = predict_noise(state)
+                grad = wants_grad(state)
+                with torch.set_grad_enabled(grad):
+                    state.z_in = state.latents.detach().requires_grad_(grad)
+                    eps = predict_noise(state, state.z_in)
                 if noise_pred is not None: eps = noise_pred(state, eps)
+                eps = eps.detach()
                 if recorder is not None: recorder.step(t, cap.maps, **state.values)
                 with torch.no_grad(): state.latents = sched.step(eps, t, state.latents, eta=0.0, generator=generator).prev_sample
                 if after_step is not None: state.latents = after_step(state)
