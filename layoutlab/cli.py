@@ -14,9 +14,9 @@ from .record import Recorder, RecordingError
 from .models import load_pipeline, ModelNotAvailable
 
 # %% auto #0
-__all__ = ['app', 'METHODS', 'main', 'CLIError', 'method_seams', 'generate', 'readme_text', 'readme']
+__all__ = ['app', 'main', 'CLIError', 'method_seams', 'generate', 'readme_text', 'readme']
 
-# %% ../nbs/16_cli.ipynb #3a7ccdde
+# %% ../nbs/16_cli.ipynb #ec6ece13
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="layoutlab: layout-guided text-to-image sampling with every step recorded.")
 
@@ -26,24 +26,20 @@ def main():
 
 class CLIError(Exception): "An error to report in one line."
 
-METHODS = {'none': dict()}
-
 def method_seams(name:str, # method name: `none` or a preset of `layoutlab.methods`
                  pipe # the pipeline it will run on
                 )->tuple: # (seams for `sample`, parameters for the recording)
     "The sampler seams and parameters of a named method."
-    if name == 'none': return {}, {}
-    try: from layoutlab.methods import preset
-    except ImportError: preset = None
-    if preset is None: raise CLIError(f"unknown method {name!r}; available: {', '.join(METHODS)}")
+    from layoutlab.methods import preset, method_names
+    if name not in method_names(): raise CLIError(f"unknown method {name!r}; available: {', '.join(method_names())}")
     return preset(name, pipe)
 
-# %% ../nbs/16_cli.ipynb #87172931
+# %% ../nbs/16_cli.ipynb #6ca66e3c
 @app.command()
 def generate(layout:Path=typer.Argument(..., help="layout JSON file"),
              model:str=typer.Option("shapes", help="hub id, local folder, shapes, tiny-sd15 or tiny-sdxl"),
              out:Path=typer.Option(Path("out"), help="output folder"),
-             method:str=typer.Option("none", help="method preset ('none' = plain sampling)"),
+             method:str=typer.Option("none", help="method preset: none (plain sampling), layout_control, winwinlay, aef_backprop, naef_backprop, aef_adaptive, naef_adaptive, ilgd, sali, gradsam"),
              seed:int=typer.Option(None, help="overrides the layout's seed"),
              steps:int=typer.Option(50, help="DDIM steps"),
              cfg:float=typer.Option(7.5, help="classifier-free guidance scale"),

@@ -15,7 +15,8 @@ from .update import (backprop_step, layout_control_step_size, layout_control_sto
 from .sampler import predict_noise
 
 # %% auto #0
-__all__ = ['STOP_CODES', 'Guidance', 'Injection', 'LossGuidance']
+__all__ = ['STOP_CODES', 'MODEL_DEFAULTS', 'ABLATIONS', 'EXTRA', 'Guidance', 'Injection', 'LossGuidance', 'model_kind',
+           'method_names', 'preset']
 
 # %% ../nbs/09_methods.ipynb #0d98e9e0
 STOP_CODES = {'': 0, 'steps': 0, 'energy': 1, 'iterations': 2}
@@ -144,3 +145,48 @@ class LossGuidance:
         state.log('loss', L['energy'][0]); state.log('grad_norm_loss', grad.norm())
         state.log('loss_object', L['per_object'][0], ('object',))
         return loss_guided_eps(eps.detach(), grad, loss_guidance_sigma(state.alpha_bar), self.eta)
+
+# %% ../nbs/09_methods.ipynb #501f35a8
+MODEL_DEFAULTS = {'shapes': {}}  # calibrated below, per piece: {'Guidance': {...}, 'LossGuidance': {...}, ...}
+
+def model_kind(pipe)->str:
+    "'shapes' for the bundled ShapesSD model, else 'sd'."
+    from layoutlab.models import ASSETS
+    from pathlib import Path
+    p = str(getattr(pipe, 'name_or_path', '') or '')
+    return 'shapes' if p and Path(p).resolve() == (ASSETS/'shapes').resolve() else 'sd'
+
+def _tuned(cls, pipe, **kw):
+    "A piece with the model's calibrated defaults, then explicit keywords."
+    return cls(**{**MODEL_DEFAULTS.get(model_kind(pipe), {}).get(cls.__name__, {}), **kw})
+
+# %% ../nbs/09_methods.ipynb #e311f83b
+ABLATIONS = {'aef_backprop': ('aef', 'backprop'), 'naef_backprop': ('naef', 'backprop'),
+             'aef_adaptive': ('aef', 'langevin'), 'naef_adaptive': ('naef', 'langevin')}
+
+def _seams(name, pipe):
+    if name == 'none': return {}
+    if name == 'layout_control': return dict(before_step=_tuned(Guidance, pipe, energy='aef', update='backprop'))
+    if name == 'winwinlay': return dict(before_step=_tuned(Guidance, pipe, energy='naef', update='langevin', max_iterations=4, threshold=None))
+    if name in ABLATIONS:
+        e, u = ABLATIONS[name]
+        return dict(before_step=_tuned(Guidance, pipe, energy=e, update=u, max_iterations=4, threshold=None))
+    if name == 'ilgd': return dict(edit_attention=_tuned(Injection, pipe), noise_pred=_tuned(LossGuidance, pipe))
+    if name in EXTRA: return EXTRA[name](pipe)
+    raise ValueError(f"unknown method {name!r}; available: {', '.join(method_names())}")
+
+EXTRA = {}  # presets that need more than the pieces above (filled by `sali` / `gradsam` below)
+
+def method_names()->list: return ['none', 'layout_control', 'winwinlay', *ABLATIONS, 'ilgd', *EXTRA]
+
+def preset(name:str, # a method name (see `method_names()`)
+           pipe # the pipeline it will run on (for model-calibrated defaults)
+          )->tuple: # (seams for `sample`, parameters for the recording)
+    "The sampler seams and parameters of a published method."
+    seams = _seams(name, pipe)
+    params = {k: {'piece': type(v).__name__, **_params(v)} for k, v in seams.items()}
+    return seams, params
+
+def _params(piece):
+    try: return {k: v for k, v in asdict(piece).items() if isinstance(v, (int, float, str, bool, list, tuple, type(None)))}
+    except TypeError: return {}
