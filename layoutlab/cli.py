@@ -14,7 +14,7 @@ from .record import Recorder, RecordingError
 from .models import load_pipeline, ModelNotAvailable
 
 # %% auto #0
-__all__ = ['app', 'main', 'CLIError', 'method_seams', 'generate', 'readme_text', 'readme']
+__all__ = ['app', 'main', 'CLIError', 'method_seams', 'generate', 'bench', 'readme_text', 'readme']
 
 # %% ../nbs/16_cli.ipynb #ec6ece13
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -64,7 +64,24 @@ def generate(layout:Path=typer.Argument(..., help="layout JSON file"),
         raise typer.Exit(1)
     typer.echo(f"wrote {out/'image.png'} and {out/f'recording.{format}'}")
 
-# %% ../nbs/16_cli.ipynb #a7973bfc
+# %% ../nbs/16_cli.ipynb #9803a490
+@app.command()
+def bench(model:str=typer.Option("shapes", help="model to benchmark"),
+          n:int=typer.Option(100, help="number of two-object layouts"),
+          methods:str=typer.Option("", help="comma-separated presets (default: all)"),
+          steps:int=typer.Option(50, help="DDIM steps"),
+          out:Path=typer.Option(Path("bench.json"), help="JSON file for rows and summary"),
+          device:str=typer.Option(None, help="torch device")):
+    "Run the layout benchmark: mean IoU with the requested boxes and seconds per image, per method."
+    try:
+        from layoutlab.bench import benchmark
+        pipe = load_pipeline(model, device=device)
+        benchmark(pipe, n=n, methods=[m for m in methods.split(',') if m] or None, steps=steps, out=out, log=typer.echo)
+    except (ModelNotAvailable, ValueError, OSError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1)
+
+# %% ../nbs/16_cli.ipynb #ae428916
 import json as _json
 def readme_text(nb:Path=Path('nbs/index.ipynb') # the index notebook
                )->str: # README markdown
