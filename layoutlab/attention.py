@@ -86,7 +86,7 @@ class CaptureProcessor:
         if attn.residual_connection: out = out + residual
         return out / attn.rescale_output_factor
 
-# %% ../nbs/02_attention.ipynb #7f93fff2
+# %% ../nbs/02_attention.ipynb #9060e676
 @contextmanager
 def capture_attention(unet, # a diffusers UNet2DConditionModel
                       layers='*attn2', # which layers (see `select_layers`)
@@ -104,7 +104,6 @@ def capture_attention(unet, # a diffusers UNet2DConditionModel
         yield cap
     finally:
         unet.set_attn_processor(dict(original))
-        cap.clear() if not grad else None
 
 # %% ../nbs/02_attention.ipynb #0ca30c9c
 def to_grid(flat:torch.Tensor, # (..., h*w, tokens) attention over flattened positions

@@ -14,7 +14,8 @@ from .shapes import scene, detect
 from .metrics import layout_iou, presence, box_iou
 
 # %% auto #0
-__all__ = ['BENCH_METHODS', 'away_boxes', 'bench_layouts', 'default_cfg', 'run_method', 'summarize', 'table', 'benchmark']
+__all__ = ['BENCH_METHODS', 'away_boxes', 'bench_layouts', 'default_cfg', 'run_method', 'summarize', 'table', 'benchmark',
+           'sweep']
 
 # %% ../nbs/19_bench.ipynb #2134d141
 def away_boxes(avoid:list, # per object, the box to stay away from (None: anything goes)
@@ -73,19 +74,20 @@ def _row(method, k, lay, dets, seconds):
     pres = presence(dets, lay.objects)
     return dict(method=method, layout=k, iou=iou['mean'], ious=iou['ious'], recall=pres['recall'], spurious=pres['spurious'], seconds=seconds)
 
-# %% ../nbs/19_bench.ipynb #39a62430
+# %% ../nbs/19_bench.ipynb #3d49a1f7
 def run_method(pipe, # the pipeline
                name:str, # method preset name
                layouts:list, # from `bench_layouts`
                steps:int=50, # DDIM steps
                cfg:float=None, # guidance scale (default: `default_cfg(pipe)`)
-               progress:bool=False
+               progress:bool=False,
+               **overrides # per piece class, parameters to change (see `preset`)
               )->list: # one row per layout
     "Sample every layout with a method and measure IoU with the requested boxes, presence and wall time."
     cfg = cfg or default_cfg(pipe)
     rows = []
     for k, lay in enumerate(layouts):
-        seams, _ = preset(name, pipe)
+        seams, _ = preset(name, pipe, **overrides)
         t0 = time.perf_counter()
         res = sample(pipe, lay, steps=steps, cfg=cfg, method=name, progress=progress, **seams)
         rows.append(_row(name, k, lay, detect(np.asarray(res.image)), time.perf_counter() - t0))
@@ -127,3 +129,19 @@ def benchmark(pipe, # the pipeline (the bundled ShapesSD model for meaningful nu
         if out: Path(out).write_text(json.dumps(dict(summary=summarize(rows), rows=rows, layouts=[l.to_dict() for l in layouts]), indent=1))
         log(table(summarize(rows)))
     return summarize(rows)
+
+# %% ../nbs/19_bench.ipynb #2f0cdad8
+def sweep(pipe, # the pipeline
+          layouts:list, # layouts to test on (e.g. the first 12 of `bench_layouts`)
+          name:str, # method preset
+          piece:str, # piece class name, e.g. 'Guidance'
+          param:str, # its parameter, e.g. 'step_scale'
+          values:list, # values to try
+          steps:int=50 # DDIM steps
+         )->list: # summary rows with `value`
+    "Mean IoU, recall and time of a method for each value of one parameter."
+    out = []
+    for v in values:
+        s = summarize(run_method(pipe, name, layouts, steps=steps, **{piece: {param: v}}))[0]
+        out.append(dict(s, method=f"{name} {param}={v}", value=v))
+    return out

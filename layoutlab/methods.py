@@ -146,7 +146,7 @@ class LossGuidance:
         state.log('loss_object', L['per_object'][0], ('object',))
         return loss_guided_eps(eps.detach(), grad, loss_guidance_sigma(state.alpha_bar), self.eta)
 
-# %% ../nbs/09_methods.ipynb #501f35a8
+# %% ../nbs/09_methods.ipynb #2637c323
 MODEL_DEFAULTS = {'shapes': {}}  # calibrated below, per piece: {'Guidance': {...}, 'LossGuidance': {...}, ...}
 
 def model_kind(pipe)->str:
@@ -156,23 +156,23 @@ def model_kind(pipe)->str:
     p = str(getattr(pipe, 'name_or_path', '') or '')
     return 'shapes' if p and Path(p).resolve() == (ASSETS/'shapes').resolve() else 'sd'
 
-def _tuned(cls, pipe, **kw):
-    "A piece with the model's calibrated defaults, then explicit keywords."
-    return cls(**{**MODEL_DEFAULTS.get(model_kind(pipe), {}).get(cls.__name__, {}), **kw})
+def _tuned(cls, pipe, over, **kw):
+    "A piece with the model's calibrated defaults, then the preset's keywords, then the caller's overrides."
+    return cls(**{**MODEL_DEFAULTS.get(model_kind(pipe), {}).get(cls.__name__, {}), **kw, **over.get(cls.__name__, {})})
 
-# %% ../nbs/09_methods.ipynb #e311f83b
+# %% ../nbs/09_methods.ipynb #c1060ee2
 ABLATIONS = {'aef_backprop': ('aef', 'backprop'), 'naef_backprop': ('naef', 'backprop'),
              'aef_adaptive': ('aef', 'langevin'), 'naef_adaptive': ('naef', 'langevin')}
 
-def _seams(name, pipe):
+def _seams(name, pipe, over):
     if name == 'none': return {}
-    if name == 'layout_control': return dict(before_step=_tuned(Guidance, pipe, energy='aef', update='backprop'))
-    if name == 'winwinlay': return dict(before_step=_tuned(Guidance, pipe, energy='naef', update='langevin', max_iterations=4, threshold=None))
+    if name == 'layout_control': return dict(before_step=_tuned(Guidance, pipe, over, energy='aef', update='backprop'))
+    if name == 'winwinlay': return dict(before_step=_tuned(Guidance, pipe, over, energy='naef', update='langevin', max_iterations=4, threshold=None))
     if name in ABLATIONS:
         e, u = ABLATIONS[name]
-        return dict(before_step=_tuned(Guidance, pipe, energy=e, update=u, max_iterations=4, threshold=None))
-    if name == 'ilgd': return dict(edit_attention=_tuned(Injection, pipe), noise_pred=_tuned(LossGuidance, pipe))
-    if name in EXTRA: return EXTRA[name](pipe)
+        return dict(before_step=_tuned(Guidance, pipe, over, energy=e, update=u, max_iterations=4, threshold=None))
+    if name == 'ilgd': return dict(edit_attention=_tuned(Injection, pipe, over), noise_pred=_tuned(LossGuidance, pipe, over))
+    if name in EXTRA: return EXTRA[name](pipe, over)
     raise ValueError(f"unknown method {name!r}; available: {', '.join(method_names())}")
 
 EXTRA = {}  # presets that need more than the pieces above (filled by `sali` / `gradsam` below)
@@ -180,10 +180,11 @@ EXTRA = {}  # presets that need more than the pieces above (filled by `sali` / `
 def method_names()->list: return ['none', 'layout_control', 'winwinlay', *ABLATIONS, 'ilgd', *EXTRA]
 
 def preset(name:str, # a method name (see `method_names()`)
-           pipe # the pipeline it will run on (for model-calibrated defaults)
+           pipe, # the pipeline it will run on (for model-calibrated defaults)
+           **overrides # per piece class, parameters to change, e.g. `Guidance=dict(step_scale=0.1)`
           )->tuple: # (seams for `sample`, parameters for the recording)
     "The sampler seams and parameters of a published method."
-    seams = _seams(name, pipe)
+    seams = _seams(name, pipe, overrides)
     params = {k: {'piece': type(v).__name__, **_params(v)} for k, v in seams.items()}
     return seams, params
 

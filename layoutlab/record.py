@@ -76,7 +76,7 @@ def _attrs(d):
 
 def _np(v): return v.detach().float().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)
 
-# %% ../nbs/03_record.ipynb #143ff23b
+# %% ../nbs/03_record.ipynb #6112e365
 class Recorder:
     "Turns per-step captures into a DataTree, written step by step to `path` (`.nc` or `.zarr`) or kept in memory."
     def __init__(self,
@@ -114,7 +114,7 @@ class Recorder:
         self.w.attrs(root, _attrs({'layoutlab_version': layoutlab.__version__, 'branch': self.branch,
                                    'heads': 'per head' if self.heads else 'averaged', **attrs}))
         self.w.series(root, 'step', (), (), 'i8'); self.w.series(root, 'timestep', (), (), 'f8')
-        self.groups = {}
+        self.groups, self._res = {}, {}
         return self
 
 # %% ../nbs/03_record.ipynb #bfa6309d
@@ -152,7 +152,7 @@ def _attention_group(self:Recorder, h, w, n_heads):
 
 Recorder._prepare, Recorder._attention_group = _prepare, _attention_group
 
-# %% ../nbs/03_record.ipynb #af0813a4
+# %% ../nbs/03_record.ipynb #824f970b
 def _step(self:Recorder,
           timestep, # the scheduler's timestep
           maps:dict=None, # layer name -> probs (batch, heads, h*w, tokens), as captured
@@ -162,7 +162,6 @@ def _step(self:Recorder,
     i = self.n
     maps = {k: v for k, v in (maps or {}).items() if k in self.layer_names}
     arrays = {k: self._prepare(v) for k, v in maps.items()}
-    if not hasattr(self, '_res'): self._res = {}
     for k, a in arrays.items(): self._res[k] = a.shape[-2:]
     by_group = {}
     for k, a in arrays.items():
