@@ -143,7 +143,7 @@ def _token_indices(self:Layout, tokenizer)->list:
     return res
 Layout.token_indices = _token_indices
 
-# %% ../nbs/00_layout.ipynb #c0db9a06
+# %% ../nbs/00_layout.ipynb #ee42efbf
 def box_mask(box, # `[x0, y0, x1, y1]` normalised
              h:int, # grid height
              w:int # grid width
@@ -156,7 +156,7 @@ def box_mask(box, # `[x0, y0, x1, y1]` normalised
     m[cy, cx] = True
     return m
 
-# %% ../nbs/00_layout.ipynb #0fecd1bd
+# %% ../nbs/00_layout.ipynb #a932f7ee
 def _masks(self:Layout, h:int, w:int)->torch.Tensor:
     "One bool mask (h, w) per object; `.flatten(1)` matches the UNet's flattening (index `y*w + x`)."
     if not self.objects: return torch.zeros(0, h, w, dtype=torch.bool)

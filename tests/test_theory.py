@@ -1,0 +1,80 @@
+"Theorem 4.1 and Corollary 4.2 of WinWinLay: property tests beyond the notebook's."
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, assume, strategies as st
+from layoutlab.theory import softmax, mask_grad, check_theorem41, ratio_growth, nash_weights, corollary42_check
+
+@given(st.lists(st.floats(-6, 6), min_size=3, max_size=64), st.data(), st.floats(1e-3, 100.))
+@settings(max_examples=500, deadline=None, database=None)
+def test_theorem41_one_step(vals, data, lr):
+    n = len(vals)
+    mask = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    assume(mask.sum() >= 2 and not mask.all())
+    r = check_theorem41(np.array(vals), mask, lr)
+    assume(r['judged'] > 0)
+    assert r['order_kept'] and r['min_gain'] > 0
+    assert r['min_rel_gain'] > 0.99               # the growth is the closed form β(1-qᵀm)(q_j-q_k)
+
+@given(st.integers(0, 10_000), st.integers(4, 40), st.floats(0.05, 5.))
+@settings(max_examples=50, deadline=None, database=None)
+def test_ratio_monotone_under_f_and_aef(seed, n, lr):
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=n) * 2
+    mask = np.zeros(n); mask[: max(2, n // 2)] = 1
+    for obj in ('f', 'aef'):
+        r = ratio_growth(v, mask, lr=lr, steps=30, objective=obj)
+        assert (np.diff(np.log(r['ratio'])) >= -1e-12).all()
+
+def test_mask_grad_matches_autograd():
+    v = np.random.default_rng(0).normal(size=10); m = (np.arange(10) % 3 == 0).astype(float)
+    x = torch.tensor(v, requires_grad=True)
+    g, = torch.autograd.grad((x.softmax(0) * torch.tensor(m)).sum(), [x])
+    np.testing.assert_allclose(mask_grad(v, m), g.numpy(), atol=1e-14)
+
+def test_whole_mask_no_growth():
+    r = ratio_growth(np.array([3., 1., 0., -1.]), np.ones(4), lr=5., steps=20)
+    np.testing.assert_allclose(r['ratio'], r['ratio'][0])
+
+def test_naef_ratio_goes_to_prior_ratio():
+    v = np.array([0., 2., -1., 0.5, 1., -2.]); mask = np.array([0, 1, 1, 1, 0, 0])
+    tau = np.array([0, .5, .25, .25, 0, 0])
+    r = ratio_growth(v, mask, lr=1., steps=2000, objective='naef', rho=5., tau=tau)
+    qh = r['q'][-1] * mask / (r['q'][-1] * mask).sum()
+    np.testing.assert_allclose(qh[1:4], tau[1:4], atol=0.02)
+    with pytest.raises(ValueError): ratio_growth(v, mask, objective='other')
+
+@given(st.integers(0, 10_000), st.integers(2, 200), st.floats(-0.98, 0.999), st.floats(-3, 3), st.floats(-3, 3))
+@settings(max_examples=200, deadline=None, database=None)
+def test_corollary42_any_angle(seed, d, cos, l1, l2):
+    rng = np.random.default_rng(seed)
+    u = rng.normal(size=d); u /= np.linalg.norm(u)
+    w = rng.normal(size=d); w -= (w @ u) * u
+    assume(np.linalg.norm(w) > 1e-6); w /= np.linalg.norm(w)
+    g1 = u * 10**l1; g2 = (cos * u + np.sqrt(1 - cos**2) * w) * 10**l2
+    a = nash_weights(g1, g2)
+    n1, n2 = np.linalg.norm(g1), np.linalg.norm(g2)
+    assert a[0] / a[1] == pytest.approx(n2 / n1, rel=1e-6)
+    assert a[0] * n1 == pytest.approx(1 / np.sqrt(1 + cos), rel=1e-6)
+
+def test_nash_opposite_and_three():
+    with pytest.raises(ValueError): nash_weights(np.array([1., 2.]), np.array([-2., -4.]))
+    rng = np.random.default_rng(0)
+    G = [rng.normal(size=10) * s for s in (1., 10., .1)]
+    a = nash_weights(*G)
+    M = np.stack(G, 1).T @ np.stack(G, 1)
+    np.testing.assert_allclose(a * (M @ a), 1., atol=1e-9)
+
+def test_nash_direction_is_langevin_target():
+    from layoutlab.update import langevin_step
+    g = torch.Generator().manual_seed(0)
+    z, eps, gE = (torch.randn(1, 4, 8, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    abar = 0.2
+    score = (-eps / np.sqrt(1 - abar)).flatten().numpy()
+    a = nash_weights(score, -gE.flatten().numpy())
+    _, info = langevin_step(z, eps, gE, abar, noise=torch.zeros_like(z))
+    assert a[1] / a[0] == pytest.approx(info['nu'].item(), rel=1e-7)
+
+def test_corollary_check_small():
+    chk = corollary42_check(n_pairs=20, d=8, seed=1)
+    assert chk['rel_err'].max() < 1e-6 and len(chk['cos']) == 20

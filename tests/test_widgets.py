@@ -1,0 +1,89 @@
+"Edge cases of layoutlab.widgets, driven from Python (no browser): boxes set as the canvas sets them."
+import json
+import matplotlib; matplotlib.use('Agg')
+import numpy as np
+import pytest
+import torch
+from layoutlab.layout import Layout
+from layoutlab.record import Recorder
+from layoutlab import widgets
+from layoutlab.widgets import LayoutEditor, RecordingBrowser
+
+def box(x, y, w, h, label): return dict(x=x, y=y, width=w, height=h, label=label)
+
+def test_zero_area_box_is_reported_and_kept():
+    ed = LayoutEditor(image_size=100)
+    boxes = [box(10, 10, 0, 30, 'red circle')]
+    ed.bbox.bboxes = boxes
+    assert ed.layout is None and 'zero area' in ed.error and 'zero area' in ed.message.value
+    assert ed.bbox.bboxes == boxes
+
+def test_boxes_outside_canvas_are_clipped():
+    ed = LayoutEditor(image_size=(200, 100))
+    ed.bbox.bboxes = [box(-20, 50, 120, 80, 'blue square')]
+    assert ed.layout.boxes == [(0., .5, .5, 1.)]
+
+def test_phrases_follow_prompt_until_edited():
+    ed = LayoutEditor(prompt='a cat')
+    ed.prompt.value = 'a photo of a dog with a hat'
+    assert ed.bbox.classes == ['dog', 'hat']
+    ed.phrases.value = 'dog'
+    ed.prompt.value = 'a dog and a cat'
+    assert ed.bbox.classes == ['dog']
+    ed.bbox.bboxes = [box(0, 0, 10, 10, 'dog')]
+    ed.prompt.value = 'a cat'          # the boxed phrase left the prompt: reported, boxes kept
+    assert ed.layout is None and 'not in the prompt' in ed.error and len(ed.bbox.bboxes) == 1
+
+def test_label_from_an_old_phrase_list():
+    "A box whose label is no longer among the phrases but still in the prompt is valid (the prompt decides)."
+    ed = LayoutEditor(prompt='a red circle and a blue square')
+    ed.bbox.bboxes = [box(0, 0, 50, 50, 'red circle')]
+    ed.phrases.value = 'blue square'
+    assert ed.error is None and ed.layout.phrases == ['red circle']
+
+def test_load_json_and_callback():
+    lay = Layout('a red circle', [dict(phrase='red circle', box=[.2, .2, .6, .8])], seed=7)
+    ed = LayoutEditor(image_size=50)
+    seen = []
+    ed.on_change(seen.append)
+    ed.load(lay.to_json())
+    assert (ed.seed.value, ed.layout.to_dict()) == (7, lay.to_dict())
+    assert seen[-1].to_dict() == lay.to_dict()
+
+def test_run_failures_go_to_the_message():
+    ed = LayoutEditor(model='no/such-model', steps=1)
+    ed.bbox.bboxes = [box(0, 0, 100, 100, 'red circle')]
+    assert ed.run() is None
+    assert 'Run failed' in ed.message.value and ed.progress.bar_style == 'danger'
+    assert not ed.run_button.disabled
+
+def test_default_model_fallback_note(monkeypatch):
+    monkeypatch.setattr(widgets, 'default_model', lambda: 'tiny-sd15')
+    ed = LayoutEditor(steps=2, image_size=64)
+    ed.bbox.bboxes = [box(0, 0, 32, 32, 'red circle')]
+    res = ed.run()
+    assert res is not None and ed.model_name == 'tiny-sd15'
+    assert 'tiny random-weight pipeline' in ed.message.value
+    assert ed.recording.attrs['model'] == 'tiny-sd15'
+
+def test_guided_method_keeps_progress(monkeypatch):
+    "A preset's own seams run, and the progress bar still advances every step."
+    from layoutlab.models import tiny_pipeline
+    if 'layout_control' not in widgets.available_methods(): pytest.skip('layoutlab.methods has no layout_control preset')
+    ed = LayoutEditor(tiny_pipeline('sd15'), method='layout_control', steps=2, image_size=64,
+                      method_options={'Guidance': dict(guided_steps=2, max_iterations=1, threshold=None)})
+    ed.bbox.bboxes = [box(0, 0, 32, 32, 'red circle')]
+    res = ed.run()
+    assert res is not None, ed.message.value
+    assert (ed.progress.value, ed.recording.attrs['method']) == (2, 'layout_control')
+    assert 'energy' in ed.recording.data_vars
+    br = ed.browser()
+    assert br.iteration.layout.display is None and 'energy' in br.curves.value
+
+def test_browser_without_attention():
+    r = Recorder(layers=None)
+    r.begin([], ['<s>', 'a</w>', '</s>'] + ['</s>'] * 74, 3, (8, 8), dict(prompt='a', layout=Layout('a').to_json()))
+    for i in range(3): r.step(10 - i, energy=torch.tensor(float(i)))
+    br = RecordingBrowser(r.finish())
+    assert br.layer.layout.display == 'none' and br.token.layout.display == 'none'
+    assert [a.get_title() for a in br.fig.subfigs[0].axes if a.get_visible()] == ['energy']
