@@ -152,14 +152,16 @@ def _attention_group(self:Recorder, h, w, n_heads):
 
 Recorder._prepare, Recorder._attention_group = _prepare, _attention_group
 
-# %% ../nbs/03_record.ipynb #824f970b
+# %% ../nbs/03_record.ipynb #def7890e
 def _step(self:Recorder,
           timestep, # the scheduler's timestep
           maps:dict=None, # layer name -> probs (batch, heads, h*w, tokens), as captured
+          index:int=None, # the sampler's step index (default: steps recorded so far)
           **values # named quantities: a number/tensor, or a (dims, value) pair
          ):
     "Append one step to the recording and flush it to disk."
     i = self.n
+    index = i if index is None else index
     maps = {k: v for k, v in (maps or {}).items() if k in self.layer_names}
     arrays = {k: self._prepare(v) for k, v in maps.items()}
     for k, a in arrays.items(): self._res[k] = a.shape[-2:]
@@ -173,7 +175,7 @@ def _step(self:Recorder,
         var = self.w.get(g, 'attention')
         for j, l in enumerate(layers):
             if l in got: var[i, j] = got[l]
-        self.w.get(g, 'step')[i] = i; self.w.get(g, 'timestep')[i] = float(timestep)
+        self.w.get(g, 'step')[i] = index; self.w.get(g, 'timestep')[i] = float(timestep)
     root = self.w.group('/')
     self.w.resize(root, i + 1)
     for name, v in values.items():
@@ -184,7 +186,7 @@ def _step(self:Recorder,
             self.w.dims(root, {d: s for d, s in zip(dims, v.shape)})
             var = self.w.series(root, name, dims, v.shape, 'f8' if v.dtype.kind in 'fc' else v.dtype)
         var[i] = v
-    self.w.get(root, 'step')[i] = i; self.w.get(root, 'timestep')[i] = float(timestep)
+    self.w.get(root, 'step')[i] = index; self.w.get(root, 'timestep')[i] = float(timestep)
     self.w.flush()
     self.n = i + 1
 

@@ -115,7 +115,7 @@ def decode(pipe, latents):
         img = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
     return pipe.image_processor.postprocess(img, output_type='pil', do_denormalize=[True])[0]
 
-# %% ../nbs/04_sampler.ipynb #e066338b
+# %% ../nbs/04_sampler.ipynb #07b17ab7
 def _as_layout(x): return x if isinstance(x, Layout) else Layout(x) if isinstance(x, str) else Layout.from_dict(x)
 
 def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline
@@ -124,7 +124,7 @@ def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline
            cfg:float=7.5, # classifier-free guidance scale
            seed:int=None, # random seed (default: the layout's, else 0)
            height:int=None, width:int=None, # image size (default: the UNet's native size)
-           init=None, # seam: `init(pipe, shape, generator) -> z_T` (default: `gaussian_init`)
+           init=None, # seam: `init(pipe, shape, generator) -> z_T` (default: `gaussian_init`); an init with a `start` attribute starts the loop at that step
            before_step=None, # seam: `before_step(state) -> z_t`, guidance on the latent
            noise_pred=None, # seam: `noise_pred(state, eps) -> eps`, guidance on the prediction
            after_step=None, # seam: `after_step(state) -> z_{t-1}`, latent manipulation after the scheduler step
@@ -164,7 +164,8 @@ def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline
     try:
         with capture_attention(pipe.unet, captured, grad=True, edit=edit) as cap:
             state.capture = cap
-            for i, t in enumerate(tqdm(sched.timesteps, disable=not progress, desc=method)):
+            start = int(getattr(init, 'start', 0) or 0)   # an init may hand over a latent part-way down the schedule
+            for i, t in enumerate(tqdm(sched.timesteps[start:], disable=not progress, desc=method), start):
                 state.i, state.t, state.values = i, t, {}
                 if before_step is not None: state.latents = before_step(state).detach()
                 cap.clear()
@@ -174,7 +175,7 @@ def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline
                     eps = predict_noise(state, state.z_in)
                 if noise_pred is not None: eps = noise_pred(state, eps)
                 eps = eps.detach()
-                if recorder is not None: recorder.step(t, cap.maps, **state.values)
+                if recorder is not None: recorder.step(t, cap.maps, index=i, **state.values)
                 with torch.no_grad(): state.latents = sched.step(eps, t, state.latents, eta=0.0, generator=generator).prev_sample
                 if after_step is not None: state.latents = after_step(state)
     finally:
