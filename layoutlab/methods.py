@@ -15,8 +15,8 @@ from .update import (backprop_step, layout_control_step_size, layout_control_sto
 from .sampler import predict_noise
 
 # %% auto #0
-__all__ = ['STOP_CODES', 'MODEL_DEFAULTS', 'ABLATIONS', 'EXTRA', 'Guidance', 'Injection', 'LossGuidance', 'model_kind',
-           'method_names', 'preset']
+__all__ = ['STOP_CODES', 'MODEL_DEFAULTS', 'ABLATIONS', 'EXTRA', 'Guidance', 'Injection', 'LossGuidance', 'SpatialAware',
+           'GradSAMFromReference', 'model_kind', 'method_names', 'preset']
 
 # %% ../nbs/09_methods.ipynb #0d98e9e0
 STOP_CODES = {'': 0, 'steps': 0, 'energy': 1, 'iterations': 2}
@@ -146,7 +146,37 @@ class LossGuidance:
         state.log('loss_object', L['per_object'][0], ('object',))
         return loss_guided_eps(eps.detach(), grad, loss_guidance_sigma(state.alpha_bar), self.eta)
 
-# %% ../nbs/09_methods.ipynb #2637c323
+# %% ../nbs/09_methods.ipynb #7adff8fc
+from .sampler import sample, encode
+from .latent_init import spatial_aware_init, phrase_renderer, reference_image, encode_image
+from .gradsam import gradsam_manipulation
+
+@dataclass
+class SpatialAware:
+    "Spatial-aware initialisation: the DDIM inversion of the layout's reference image (built per layout)."
+    n_invert:int|None=None # inverted steps of the sampling schedule (None: all of them)
+    render_steps:int=20 # DDIM steps to render each phrase alone
+    noise:float=0.0 # γ: blend with fresh noise √(1−γ)·z + √γ·n
+    inversion_cfg:float=1.0 # guidance scale of the inversion
+    def for_layout(self, pipe, layout, steps, height, width, cfg):
+        render = phrase_renderer(sample, pipe, steps=self.render_steps, cfg=cfg, height=height, width=width)
+        return spatial_aware_init(pipe, layout, render, steps, n_invert=self.n_invert, encode=encode, height=height,
+                                  width=width, cfg=self.inversion_cfg, noise=self.noise, seed=layout.seed or 0)
+
+@dataclass
+class GradSAMFromReference:
+    "Grad-SAM latent manipulation towards the layout's reference image (built per layout)."
+    timesteps:tuple=(780, 520, 320) # act at the schedule's timesteps nearest to these
+    sigma:float=1.0 # Gaussian blur of the importance, latent cells
+    dilate:int=1 # dilation radius of the masks, latent cells
+    render_steps:int=20 # DDIM steps to render each phrase alone
+    def for_layout(self, pipe, layout, steps, height, width, cfg):
+        render = phrase_renderer(sample, pipe, steps=self.render_steps, cfg=cfg, height=height, width=width)
+        ref = reference_image(layout, render, size=(height, width), seed=layout.seed or 0)
+        return gradsam_manipulation(encode_image(pipe, ref, height, width), timesteps_to_apply=self.timesteps,
+                                    sigma=self.sigma, dilate=self.dilate)
+
+# %% ../nbs/09_methods.ipynb #79b1d654
 MODEL_DEFAULTS = {'shapes': {}}  # calibrated below, per piece: {'Guidance': {...}, 'LossGuidance': {...}, ...}
 
 def model_kind(pipe)->str:
@@ -160,7 +190,7 @@ def _tuned(cls, pipe, over, **kw):
     "A piece with the model's calibrated defaults, then the preset's keywords, then the caller's overrides."
     return cls(**{**MODEL_DEFAULTS.get(model_kind(pipe), {}).get(cls.__name__, {}), **kw, **over.get(cls.__name__, {})})
 
-# %% ../nbs/09_methods.ipynb #c1060ee2
+# %% ../nbs/09_methods.ipynb #ff2570de
 ABLATIONS = {'aef_backprop': ('aef', 'backprop'), 'naef_backprop': ('naef', 'backprop'),
              'aef_adaptive': ('aef', 'langevin'), 'naef_adaptive': ('naef', 'langevin')}
 
@@ -175,7 +205,10 @@ def _seams(name, pipe, over):
     if name in EXTRA: return EXTRA[name](pipe, over)
     raise ValueError(f"unknown method {name!r}; available: {', '.join(method_names())}")
 
-EXTRA = {}  # presets that need more than the pieces above (filled by `sali` / `gradsam` below)
+EXTRA = {  # presets built on a reference image of the layout
+    'sali': lambda pipe, over: dict(init=_tuned(SpatialAware, pipe, over), **_seams('layout_control', pipe, over)),
+    'gradsam': lambda pipe, over: dict(after_step=_tuned(GradSAMFromReference, pipe, over), **_seams('layout_control', pipe, over)),
+}
 
 def method_names()->list: return ['none', 'layout_control', 'winwinlay', *ABLATIONS, 'ilgd', *EXTRA]
 

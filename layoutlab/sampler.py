@@ -115,7 +115,7 @@ def decode(pipe, latents):
         img = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
     return pipe.image_processor.postprocess(img, output_type='pil', do_denormalize=[True])[0]
 
-# %% ../nbs/04_sampler.ipynb #07b17ab7
+# %% ../nbs/04_sampler.ipynb #f03c0bb2
 def _as_layout(x): return x if isinstance(x, Layout) else Layout(x) if isinstance(x, str) else Layout.from_dict(x)
 
 def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline
@@ -151,6 +151,8 @@ def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline
     cond = encode(pipe, layout.prompt, height, width)
     shape = (1, pipe.unet.config.in_channels, height // vsf, width // vsf)
     state = State(pipe, layout, tokens, cond, cfg, list(sched.timesteps), generator=generator)
+    prep = lambda seam: seam.for_layout(pipe, layout, steps=steps, height=height, width=width, cfg=cfg) if hasattr(seam, 'for_layout') else seam
+    init, before_step, noise_pred, after_step, edit_attention = map(prep, (init, before_step, noise_pred, after_step, edit_attention))
     state.latents = (init or gaussian_init)(pipe, shape, generator)
     rec_layers = select_layers(pipe.unet, recorder.layers) if recorder is not None and recorder.layers else []
     if recorder is not None:
@@ -173,11 +175,12 @@ def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline
                 with torch.set_grad_enabled(grad):
                     state.z_in = state.latents.detach().requires_grad_(grad)
                     eps = predict_noise(state, state.z_in)
+                maps = dict(cap.maps)                   # the step's own pass; later seams may run the UNet again
                 if noise_pred is not None: eps = noise_pred(state, eps)
                 eps = eps.detach()
-                if recorder is not None: recorder.step(t, cap.maps, index=i, **state.values)
                 with torch.no_grad(): state.latents = sched.step(eps, t, state.latents, eta=0.0, generator=generator).prev_sample
-                if after_step is not None: state.latents = after_step(state)
+                if after_step is not None: state.latents = after_step(state).detach()
+                if recorder is not None: recorder.step(t, maps, index=i, **state.values)
     finally:
         recording = recorder.finish() if recorder is not None and recorder.w is not None else None
     return Sample(decode(pipe, state.latents), state.latents, recording, layout)
