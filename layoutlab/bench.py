@@ -15,7 +15,7 @@ from .metrics import layout_iou, presence, box_iou
 
 # %% auto #0
 __all__ = ['BENCH_METHODS', 'away_boxes', 'bench_layouts', 'default_cfg', 'run_method', 'summarize', 'table', 'benchmark',
-           'sweep']
+           'sweep', 'method_figure', 'inner_iteration_report']
 
 # %% ../nbs/19_bench.ipynb #2134d141
 def away_boxes(avoid:list, # per object, the box to stay away from (None: anything goes)
@@ -144,4 +144,46 @@ def sweep(pipe, # the pipeline
     for v in values:
         s = summarize(run_method(pipe, name, layouts, steps=steps, **{piece: {param: v}}))[0]
         out.append(dict(s, method=f"{name} {param}={v}", value=v))
+    return out
+
+# %% ../nbs/19_bench.ipynb #e1a63a44
+def method_figure(pipe, # the pipeline
+                  layout:Layout, # one layout
+                  name:str, # method preset
+                  steps:int=50, # DDIM steps
+                  show_steps=(0, 4, 9, 24, 49), # steps whose attention is drawn
+                  cfg:float=None # guidance scale (default: `default_cfg(pipe)`)
+                 ):
+    "Image, boxes and phrase attention at a few steps for one method; returns (figure, recording)."
+    import matplotlib.pyplot as plt
+    from layoutlab.plots import show_layout, attention_over_image
+    from layoutlab.record import Recorder
+    from layoutlab.attention import guidance_layers
+    seams, params = preset(name, pipe)
+    res = sample(pipe, layout, steps=steps, cfg=cfg or default_cfg(pipe), recorder=Recorder(layers=guidance_layers(pipe.unet)),
+                 method=name, params=params, progress=False, **seams)
+    show = [s for s in show_steps if s < res.recording.sizes['step']]
+    fig, axs = plt.subplots(len(layout.objects), len(show) + 1, figsize=(2.2 * (len(show) + 1), 2.3 * len(layout.objects)), squeeze=False)
+    for r, o in enumerate(layout.objects):
+        show_layout(layout, res.image, ax=axs[r, 0]); axs[r, 0].set_title(name if r == 0 else '')
+        for c, st in enumerate(show):
+            attention_over_image(res.recording, res.image, step=st, layer=guidance_layers(pipe.unet)[-1], token=o.phrase, ax=axs[r, c + 1])
+            axs[r, c + 1].set_title(f'"{o.phrase}" step {st}', fontsize=8)
+    fig.tight_layout()
+    return fig, res.recording
+
+# %% ../nbs/19_bench.ipynb #83e7b135
+def inner_iteration_report(rec # a recording of a `Guidance` method
+                          )->dict: # mean energy change per guided step, share of steps where it fell, ν check
+    "Energy over the inner iterations of each guided step, and ν against ‖score‖/‖∇E‖ from the recorded norms."
+    E = rec.energy.values                                  # (step, iteration)
+    guided = ~np.isnan(E[:, 0])
+    first = E[guided, 0]
+    last = np.array([row[~np.isnan(row)][-1] for row in E[guided]])
+    out = dict(guided_steps=int(guided.sum()), energy_first=float(first.mean()), energy_last=float(last.mean()),
+               mean_change=float((last - first).mean()), share_decreasing=float((last < first).mean()))
+    if 'nu' in rec.variables:
+        nu, sn, gn = (rec[k].values for k in ('nu', 'score_norm', 'grad_norm'))
+        ok = ~np.isnan(nu)
+        out['nu_max_rel_error'] = float(np.max(np.abs(nu[ok] - sn[ok] / gn[ok]) / np.abs(nu[ok])))
     return out
