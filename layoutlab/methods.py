@@ -58,7 +58,7 @@ def _phrase_attention(maps, tokens, hw):
     H = max(o.shape[-2] for o in out); W = max(o.shape[-1] for o in out)
     return torch.stack([torch.nn.functional.interpolate(o, size=(H, W), mode='nearest')[:, 0] for o in out]).mean(0)
 
-# %% ../nbs/09_methods.ipynb #7053af55
+# %% ../nbs/09_methods.ipynb #605a0df6
 def _guidance_call(self:Guidance, state)->torch.Tensor:
     "The `before_step` seam: inner iterations of energy and update; logs every quantity."
     z = state.latents
@@ -77,7 +77,7 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
             eps = predict_noise(state, z, cfg=self.update == 'langevin')
             maps = {k: state.capture.maps[k][-1:] for k in layers}
             E = _energy(self, maps, state, masks)
-        e = float(E['energy'][0])
+        e = float(E['energy'][0].detach())
         add('energy', e); add('energy_object', E['per_object'][0]); add('inside', E['inside'][0])
         add('energy_aef', E['aef'][0])
         if 'kl' in E: add('energy_kl', E['kl'][0])
@@ -176,8 +176,8 @@ class GradSAMFromReference:
         return gradsam_manipulation(encode_image(pipe, ref, height, width), timesteps_to_apply=self.timesteps,
                                     sigma=self.sigma, dilate=self.dilate)
 
-# %% ../nbs/09_methods.ipynb #79b1d654
-MODEL_DEFAULTS = {'shapes': {}}  # calibrated below, per piece: {'Guidance': {...}, 'LossGuidance': {...}, ...}
+# %% ../nbs/09_methods.ipynb #1b6d5a61
+MODEL_DEFAULTS = {'shapes': {'cfg': 5.0}}  # per model: 'cfg' and, per piece, calibrated parameters ({'Guidance': {...}, ...})
 
 def model_kind(pipe)->str:
     "'shapes' for the bundled ShapesSD model, else 'sd'."
