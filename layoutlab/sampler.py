@@ -115,7 +115,7 @@ def decode(pipe, latents):
         img = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
     return pipe.image_processor.postprocess(img, output_type='pil', do_denormalize=[True])[0]
 
-# %% ../nbs/04_sampler.ipynb #f03c0bb2
+# %% ../nbs/04_sampler.ipynb #66386619
 def _as_layout(x): return x if isinstance(x, Layout) else Layout(x) if isinstance(x, str) else Layout.from_dict(x)
 
 def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline
@@ -145,14 +145,15 @@ def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline
     height = height or pipe.unet.config.sample_size * vsf
     width = width or pipe.unet.config.sample_size * vsf
     if height % vsf or width % vsf: raise ValueError(f"height and width must be multiples of {vsf}, got {height}x{width}")
+    # seams built per layout may sample themselves (and reset the scheduler), so they are built before our schedule is set
+    prep = lambda seam: seam.for_layout(pipe, layout, steps=steps, height=height, width=width, cfg=cfg) if hasattr(seam, 'for_layout') else seam
+    init, before_step, noise_pred, after_step, edit_attention = map(prep, (init, before_step, noise_pred, after_step, edit_attention))
     sched = pipe.scheduler
     sched.set_timesteps(steps, device=pipe.unet.device)
     generator = torch.Generator(pipe.unet.device).manual_seed(seed)
     cond = encode(pipe, layout.prompt, height, width)
     shape = (1, pipe.unet.config.in_channels, height // vsf, width // vsf)
     state = State(pipe, layout, tokens, cond, cfg, list(sched.timesteps), generator=generator)
-    prep = lambda seam: seam.for_layout(pipe, layout, steps=steps, height=height, width=width, cfg=cfg) if hasattr(seam, 'for_layout') else seam
-    init, before_step, noise_pred, after_step, edit_attention = map(prep, (init, before_step, noise_pred, after_step, edit_attention))
     state.latents = (init or gaussian_init)(pipe, shape, generator)
     rec_layers = select_layers(pipe.unet, recorder.layers) if recorder is not None and recorder.layers else []
     if recorder is not None:
