@@ -14,8 +14,9 @@ from .shapes import scene, detect
 from .metrics import layout_iou, presence, box_iou
 
 # %% auto #0
-__all__ = ['BENCH_METHODS', 'away_boxes', 'bench_layouts', 'default_cfg', 'run_method', 'summarize', 'table', 'benchmark',
-           'sweep', 'method_figure', 'inner_iteration_report']
+__all__ = ['BENCH_METHODS', 'SWEEPS', 'away_boxes', 'bench_layouts', 'default_cfg', 'run_method', 'summarize', 'table',
+           'benchmark', 'sweep', 'layout_at', 'sweep_rows', 'method_rows', 'best_values', 'run_benchmark',
+           'method_figure', 'inner_iteration_report']
 
 # %% ../nbs/19_bench.ipynb #2134d141
 def away_boxes(avoid:list, # per object, the box to stay away from (None: anything goes)
@@ -146,7 +147,88 @@ def sweep(pipe, # the pipeline
         out.append(dict(s, method=f"{name} {param}={v}", value=v))
     return out
 
-# %% ../nbs/19_bench.ipynb #e1a63a44
+# %% ../nbs/19_bench.ipynb #302fb9a3
+SWEEPS = [('layout_control', 'Guidance', 'step_scale', [0.1, 0.3, 1.0, 3.0, 10.0]),
+          ('winwinlay', 'Guidance', 'r', [0.02, 0.06, 0.12, 0.25, 0.5]),
+          ('ilgd', 'LossGuidance', 'eta', [0.1, 0.32, 1.0, 3.2, 10.0])]  # (method, piece, parameter, values); published values included
+
+def layout_at(pipe, k:int, seed0:int=20_000_000, steps:int=50)->tuple:
+    "Benchmark layout number `k` and its unguided row (the same as `bench_layouts(pipe, n)[k]`)."
+    lays, rows = bench_layouts(pipe, 1, seed0=seed0 + k, steps=steps)
+    return lays[0], dict(rows[0], layout=k)
+
+def sweep_rows(pipe, k:int, sweeps=SWEEPS, steps:int=50)->list:
+    "Every sweep value of every swept method on layout `k`."
+    lay, _ = layout_at(pipe, k, steps=steps)
+    return [dict(run_method(pipe, m, [lay], steps=steps, **{piece: {param: v}})[0], layout=k, piece=piece, param=param, value=v)
+            for m, piece, param, values in sweeps for v in values]
+
+def method_rows(pipe, k:int, methods=None, overrides:dict=None, steps:int=50)->list:
+    "The unguided row and one row per method on layout `k`, with `overrides` per piece class."
+    lay, row = layout_at(pipe, k, steps=steps)
+    return [dict(row, layout_json=lay.to_dict())] + [dict(run_method(pipe, m, [lay], steps=steps, **(overrides or {}))[0], layout=k)
+                                                     for m in (methods or BENCH_METHODS)]
+
+def best_values(rows:list, sweeps=SWEEPS)->dict:
+    "Per swept parameter, the value with the highest mean IoU: {piece: {param: value}}."
+    best = {}
+    for m, piece, param, values in sweeps:
+        iou = {v: np.mean([r['iou'] for r in rows if r['method'] == m and r['value'] == v]) for v in values}
+        best.setdefault(piece, {})[param] = max(values, key=lambda v: iou[v])
+    return best
+
+# %% ../nbs/19_bench.ipynb #bb4045fb
+_PIPE = None
+def _load(model, device):
+    global _PIPE
+    import torch; torch.set_num_threads(1)
+    from layoutlab.models import load_pipeline
+    _PIPE = load_pipeline(model, device=device)
+
+def _job(args):
+    kind, k, kw = args
+    return (sweep_rows if kind == 'sweep' else method_rows)(_PIPE, k, **kw)
+
+def _pool_map(model, device, workers, jobs, sink):
+    "Run jobs in `workers` processes (or here when workers ≤ 1), passing each job's rows to `sink` as they come."
+    if workers <= 1:
+        _load(model, device)
+        for j in jobs: sink(_job(j))
+        return
+    import multiprocessing as mp
+    with mp.get_context('fork').Pool(workers, initializer=_load, initargs=(model, device)) as pool:
+        for rows in pool.imap_unordered(_job, jobs): sink(rows)
+
+def run_benchmark(model:str='shapes', # a `load_pipeline` name
+                  n:int=100, # benchmark layouts
+                  n_sweep:int=30, # layouts of the calibration sweep (0: no sweep, use `overrides`)
+                  methods=None, # presets besides `none` (default: `BENCH_METHODS`)
+                  overrides:dict=None, # per piece class, parameters to use when there is no sweep
+                  workers:int=2, # processes, one torch thread each
+                  steps:int=50, # DDIM steps
+                  out='bench.json', # summary JSON; rows also stream to `<out>.jsonl`
+                  device=None, # torch device
+                  log=print):
+    "Calibration sweep, then every method on `n` layouts with the calibrated values; rows stream to disk."
+    out = Path(out); stream = out.with_suffix('.jsonl'); stream.unlink(missing_ok=True)
+    rows, sweep = [], []
+    def keep(dest, tag):
+        def sink(new):
+            dest.extend(new)
+            with open(stream, 'a') as f: f.writelines(json.dumps(dict(r, part=tag)) + '\n' for r in new)
+        return sink
+    if n_sweep:
+        _pool_map(model, device, workers, [('sweep', k, dict(steps=steps)) for k in range(n_sweep)], keep(sweep, 'sweep'))
+        overrides = best_values(sweep)
+        log(f'calibrated on {n_sweep} layouts: {overrides}')
+    _pool_map(model, device, workers, [('bench', k, dict(methods=methods, overrides=overrides, steps=steps)) for k in range(n)], keep(rows, 'bench'))
+    rows.sort(key=lambda r: (r['layout'], r['method'] != 'none'))
+    res = dict(summary=summarize(rows), overrides=overrides or {}, n_sweep=n_sweep, sweep=sweep, rows=rows)
+    out.write_text(json.dumps(res, indent=1))
+    log(table(res['summary']))
+    return res
+
+# %% ../nbs/19_bench.ipynb #da7eafc4
 def method_figure(pipe, # the pipeline
                   layout:Layout, # one layout
                   name:str, # method preset
@@ -172,7 +254,7 @@ def method_figure(pipe, # the pipeline
     fig.tight_layout()
     return fig, res.recording
 
-# %% ../nbs/19_bench.ipynb #83e7b135
+# %% ../nbs/19_bench.ipynb #a3ffca8b
 def inner_iteration_report(rec # a recording of a `Guidance` method
                           )->dict: # mean energy change per guided step, share of steps where it fell, ν check
     "Energy over the inner iterations of each guided step, and ν against ‖score‖/‖∇E‖ from the recorded norms."

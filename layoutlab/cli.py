@@ -64,19 +64,22 @@ def generate(layout:Path=typer.Argument(..., help="layout JSON file"),
         raise typer.Exit(1)
     typer.echo(f"wrote {out/'image.png'} and {out/f'recording.{format}'}")
 
-# %% ../nbs/16_cli.ipynb #9803a490
+# %% ../nbs/16_cli.ipynb #bb8bb812
 @app.command()
 def bench(model:str=typer.Option("shapes", help="model to benchmark"),
           n:int=typer.Option(100, help="number of two-object layouts"),
           methods:str=typer.Option("", help="comma-separated presets (default: all)"),
           steps:int=typer.Option(50, help="DDIM steps"),
-          out:Path=typer.Option(Path("bench.json"), help="JSON file for rows and summary"),
+          sweep_n:int=typer.Option(30, help="layouts of the calibration sweep run first (0: none, the model's defaults)"),
+          workers:int=typer.Option(2, help="processes, one torch thread each"),
+          out:Path=typer.Option(Path("bench.json"), help="JSON file for rows and summary (rows also stream to .jsonl)"),
           device:str=typer.Option(None, help="torch device")):
-    "Run the layout benchmark: mean IoU with the requested boxes and seconds per image, per method."
+    "Run the layout benchmark: calibration sweep, then mean IoU with the requested boxes and seconds per image, per method."
     try:
-        from layoutlab.bench import benchmark
-        pipe = load_pipeline(model, device=device)
-        benchmark(pipe, n=n, methods=[m for m in methods.split(',') if m] or None, steps=steps, out=out, log=typer.echo)
+        from layoutlab.bench import run_benchmark
+        load_pipeline(model, device=device)  # fail here, with one line, on an unknown model
+        run_benchmark(model, n=n, n_sweep=sweep_n, methods=[m for m in methods.split(',') if m] or None, workers=workers,
+                      steps=steps, out=out, device=device, log=typer.echo)
     except (ModelNotAvailable, ValueError, OSError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1)
