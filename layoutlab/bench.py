@@ -177,7 +177,7 @@ def best_values(rows:list, sweeps=SWEEPS)->dict:
         best.setdefault(piece, {})[param] = max(values, key=lambda v: iou[v])
     return best
 
-# %% ../nbs/19_bench.ipynb #bb4045fb
+# %% ../nbs/19_bench.ipynb #9ec30dc3
 _PIPE = None
 def _load(model, device):
     global _PIPE
@@ -210,7 +210,8 @@ def run_benchmark(model:str='shapes', # a `load_pipeline` name
                   device=None, # torch device
                   log=print):
     "Calibration sweep, then every method on `n` layouts with the calibrated values; rows stream to disk."
-    out = Path(out); stream = out.with_suffix('.jsonl'); stream.unlink(missing_ok=True)
+    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
+    stream = out.with_suffix('.jsonl'); stream.unlink(missing_ok=True)
     rows, sweep = [], []
     def keep(dest, tag):
         def sink(new):

@@ -39,3 +39,19 @@ def test_bad_inputs_give_one_clear_line(tmp_path):
     _one_line_error(gen(_layout(tmp_path), '--format', 'csv'), 'nc or zarr')
     r = run('generate', str(_layout(tmp_path)), '--model', 'no-such-org/no-such-model', '--out', str(tmp_path/'o'))
     _one_line_error(r, "cannot load 'no-such-org/no-such-model'")
+
+def test_bench_in_worker_processes(tmp_path):
+    "`layoutlab bench` with a sweep and two worker processes: every layout's rows, streamed and summarised."
+    out = tmp_path/'b.json'
+    r = run('bench', '--model', 'tiny-sd15', '--n', '3', '--sweep-n', '1', '--workers', '2', '--steps', '2',
+            '--methods', 'layout_control', '--out', str(out))
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert [(x['layout'], x['method']) for x in res['rows']] == [(k, m) for k in range(3) for m in ('none', 'layout_control')]
+    assert [s['n'] for s in res['summary']] == [3, 3]
+    assert set(res['overrides']) == {'Guidance', 'LossGuidance'} and len(res['sweep']) == 15
+    streamed = [json.loads(l) for l in (tmp_path/'b.jsonl').read_text().splitlines()]
+    assert sorted(x['part'] for x in streamed) == ['bench'] * 6 + ['sweep'] * 15
+
+def test_bench_unknown_model_is_one_line(tmp_path):
+    _one_line_error(run('bench', '--model', 'no-such-org/no-such-model', '--out', str(tmp_path/'b.json')), 'no-such-org')
