@@ -10,7 +10,7 @@ from scipy import ndimage
 
 # %% auto #0
 __all__ = ['COLORS', 'SHAPES', 'PREFIXES', 'WORDS', 'ShapeObject', 'Scene', 'pixel_box', 'shape_mask', 'background', 'prompt_for',
-           'scene', 'classify_pixels', 'shape_of', 'detect', 'box_iou', 'match', 'coco_ap', 'validate_detector']
+           'scene', 'classify_pixels', 'shape_of', 'detect', 'validate_detector']
 
 # %% ../nbs/10_shapes.ipynb #0d9fe94e
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -187,57 +187,12 @@ def detect(image:np.ndarray, # (H, W, 3) uint8 image of the shapes world (real o
             out.append((area, ShapeObject(color, shape_of(ndimage.binary_fill_holes(m)), box, score)))
     return [o for _, o in sorted(out, key=lambda t: -t[0])]
 
-# %% ../nbs/10_shapes.ipynb #125145c0
-def box_iou(a, # box [x0, y0, x1, y1]
-            b, # box [x0, y0, x1, y1]
-           ) -> float: # intersection over union
-    "IoU of two boxes."
-    return float(_box_iou(a, b))
-
-def match(dets:list[ShapeObject], # detections
-          truth:list[ShapeObject], # true objects
-         ) -> list[tuple[int, int, float]]: # (truth index, detection index, IoU) for matched pairs
-    "Greedy one-to-one matching of detections to truth of the same colour and shape, by IoU."
-    pairs = sorted(((box_iou(t.box, d.box), i, j) for i, t in enumerate(truth) for j, d in enumerate(dets)
-                    if t.phrase == d.phrase), reverse=True)
-    ti, dj, out = set(), set(), []
-    for iou, i, j in pairs:
-        if i in ti or j in dj or iou <= 0: continue
-        ti.add(i); dj.add(j); out.append((i, j, iou))
-    return sorted(out)
-
-# %% ../nbs/10_shapes.ipynb #9c0d4703
-def coco_ap(dets:list[list[ShapeObject]], # per image, detections (with scores)
-            truths:list[list[ShapeObject]], # per image, true objects
-            size:int=64, # image side (COCO works in pixels)
-           ) -> dict: # {'AP': AP@[.5:.95], 'AP50': AP@.5}
-    "COCO AP and AP50 of detections against truth, one category per colour-shape pair (pycocotools)."
-    import contextlib, io
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-    cats = {f'{c} {s}': i + 1 for i, (c, s) in enumerate((c, s) for c in COLORS for s in SHAPES)}
-    def xywh(b): return [b[0] * size, b[1] * size, (b[2] - b[0]) * size, (b[3] - b[1]) * size]
-    gt = {'images': [{'id': i, 'width': size, 'height': size} for i in range(len(truths))],
-          'categories': [{'id': v, 'name': k} for k, v in cats.items()], 'annotations': []}
-    for i, ts in enumerate(truths):
-        for t in ts:
-            bb = xywh(t.box)
-            gt['annotations'].append({'id': len(gt['annotations']) + 1, 'image_id': i, 'category_id': cats[t.phrase],
-                                      'bbox': bb, 'area': bb[2] * bb[3], 'iscrowd': 0})
-    dt = [{'image_id': i, 'category_id': cats[d.phrase], 'bbox': xywh(d.box), 'score': float(d.score)}
-          for i, ds in enumerate(dets) for d in ds]
-    with contextlib.redirect_stdout(io.StringIO()):
-        cg = COCO(); cg.dataset = gt; cg.createIndex()
-        if not dt: return {'AP': 0.0, 'AP50': 0.0}
-        cd = cg.loadRes(dt)
-        ev = COCOeval(cg, cd, 'bbox'); ev.evaluate(); ev.accumulate(); ev.summarize()
-    return {'AP': float(ev.stats[0]), 'AP50': float(ev.stats[1])}
-
-# %% ../nbs/10_shapes.ipynb #777921de
+# %% ../nbs/10_shapes.ipynb #5c9d3e34
 def validate_detector(seeds=range(500), # scenes to check
                       size:int=64, # image side
                      ) -> dict: # mean IoU, recall, precision, AP, AP50, n objects
     "Run `detect` on real scenes and compare with the generator's truth."
+    from layoutlab.metrics import match, coco_ap  # metrics imports this module
     ious, n_true, n_det, n_ok, D, T = [], 0, 0, 0, [], []
     for sd in seeds:
         sc = scene(sd, size)

@@ -80,7 +80,7 @@ def grad_norm_map(grad:torch.Tensor # (batch, channels, h, w) gradient on the la
     "Per-pixel norm of a latent gradient over its channels."
     return grad.norm(dim=1)
 
-# %% ../nbs/06_update.ipynb #3e5c8484
+# %% ../nbs/06_update.ipynb #3f8ca087
 def _norm(x): return x.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))
 
 def langevin_step(z:torch.Tensor, # latent z_t (batch, ...) (DDIM / VP scaling)
@@ -94,6 +94,8 @@ def langevin_step(z:torch.Tensor, # latent z_t (batch, ...) (DDIM / VP scaling)
                   noise:torch.Tensor=None # use this n instead of drawing one
                  )->tuple: # (new z, dict of (batch,) tensors: nu, xi, score_norm, grad_norm, target_norm, noise_norm, cos, step_norm)
     "One iteration of WinWinLay's adaptive Langevin update; returns the new latent and what to record."
+    dtype, z, eps, grad_E = z.dtype, z.float(), eps.float(), grad_E.float()
+    if noise is not None: noise = noise.float()
     score = -eps / math.sqrt(1 - float(alpha_bar_t))
     sn, gn = _norm(score), _norm(grad_E)
     nu = torch.where(gn > 0, sn / gn.clamp_min(torch.finfo(gn.dtype).tiny), torch.zeros_like(gn)) * nu_scale
@@ -109,7 +111,7 @@ def langevin_step(z:torch.Tensor, # latent z_t (batch, ...) (DDIM / VP scaling)
     step = xi * target + (2 * xi).sqrt() * noise
     cos = (score * grad_E).flatten(1).sum(1) / (sn * gn).flatten().clamp_min(torch.finfo(sn.dtype).tiny)
     f = lambda x: x.flatten().detach()
-    return z + step, dict(nu=f(nu), xi=f(xi), score_norm=f(sn), grad_norm=f(gn), target_norm=f(tn),
+    return (z + step).to(dtype), dict(nu=f(nu), xi=f(xi), score_norm=f(sn), grad_norm=f(gn), target_norm=f(tn),
                           noise_norm=f(nn_), cos=cos.detach(), step_norm=f(_norm(step)))
 
 # %% ../nbs/06_update.ipynb #0c85507c

@@ -2,8 +2,8 @@
 
 Opens tests/browser_demo.ipynb, runs all cells, draws a box with the mouse on the layout editor's canvas and asks
 the notebook's kernel what `editor.layout` holds; draws a box with no phrase and checks the widget says so and keeps
-both boxes; screenshots the editor and the recording browser (saved to
-test-artifacts/ and nbs/images/ for the docs) and checks the recording browser's figure rendered.
+both boxes; screenshots the editor and the recording browser (saved to test-artifacts/; also to nbs/images/ for the docs when
+LAYOUTLAB_DOC_SHOTS=1, so a test run leaves tracked files alone) and checks the recording browser's figure rendered.
 Skipped only when /usr/bin/chromium is missing (.ci/run installs it)."""
 import json, os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 from pathlib import Path
@@ -73,7 +73,7 @@ def _kernel_exec(page, code:str)->str:
 
 def _save(shot:bytes, name:str):
     ARTIFACTS.mkdir(exist_ok=True); (ARTIFACTS/name).write_bytes(shot)
-    DOC_IMAGES.mkdir(exist_ok=True); (DOC_IMAGES/name).write_bytes(shot)
+    if os.environ.get('LAYOUTLAB_DOC_SHOTS') == '1': DOC_IMAGES.mkdir(exist_ok=True); (DOC_IMAGES/name).write_bytes(shot)
 
 def test_draw_box_and_browse(tmp_path):
     from playwright.sync_api import sync_playwright

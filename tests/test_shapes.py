@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from layoutlab.shapes import (COLORS, SHAPES, WORDS, ShapeObject, Scene, scene, detect, match, box_iou, pixel_box,
+from layoutlab.metrics import match, box_iou
+from layoutlab.shapes import (COLORS, SHAPES, WORDS, ShapeObject, Scene, scene, detect, pixel_box,
                               shape_mask, validate_detector)
 
 
