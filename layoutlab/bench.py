@@ -14,9 +14,9 @@ from .shapes import scene, detect
 from .metrics import layout_iou, presence, box_iou
 
 # %% auto #0
-__all__ = ['BENCH_METHODS', 'SWEEPS', 'away_boxes', 'bench_layouts', 'default_cfg', 'run_method', 'summarize', 'table',
-           'benchmark', 'sweep', 'layout_at', 'sweep_rows', 'method_rows', 'best_values', 'run_benchmark',
-           'method_figure', 'inner_iteration_report']
+__all__ = ['BENCH_METHODS', 'SWEEPS', 'PUBLISHED', 'away_boxes', 'bench_layouts', 'default_cfg', 'run_method', 'summarize',
+           'table', 'benchmark', 'sweep', 'layout_at', 'sweep_rows', 'method_rows', 'best_values', 'run_benchmark',
+           'method_figure', 'inner_iteration_report', 'calibration_figure']
 
 # %% ../nbs/19_bench.ipynb #2134d141
 def away_boxes(avoid:list, # per object, the box to stay away from (None: anything goes)
@@ -270,3 +270,22 @@ def inner_iteration_report(rec # a recording of a `Guidance` method
         ok = ~np.isnan(nu)
         out['nu_max_rel_error'] = float(np.max(np.abs(nu[ok] - sn[ok] / gn[ok]) / np.abs(nu[ok])))
     return out
+
+# %% ../nbs/19_bench.ipynb #4ebcdfa8
+PUBLISHED = {'step_scale': 1.0, 'r': 0.06, 'eta': 0.32}  # the papers' values of the swept parameters
+
+def calibration_figure(res:dict, # a `run_benchmark` result (with `sweep` and `overrides`)
+                       sweeps=SWEEPS):
+    "Mean IoU and recall per swept value; published value dashed, chosen value dotted."
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(1, len(sweeps), figsize=(4.2 * len(sweeps), 3.2), squeeze=False)
+    for ax, (m, piece, param, values) in zip(axs[0], sweeps):
+        rs = lambda v: [r for r in res['sweep'] if r['method'] == m and r['value'] == v]
+        ax.plot(values, [np.mean([r['iou'] for r in rs(v)]) for v in values], 'o-', label='mean IoU')
+        ax.plot(values, [np.mean([r['recall'] for r in rs(v)]) for v in values], 's--', label='recall')
+        if param in PUBLISHED: ax.axvline(PUBLISHED[param], color='k', ls='--', lw=0.8)
+        ax.axvline(res['overrides'][piece][param], color='r', ls=':', lw=1.5)
+        ax.set(xscale='log', xlabel=f'{piece}.{param}', title=m, ylim=(0, 1.05)); ax.legend(fontsize=8)
+        ax.set_xticks(values, [f'{v:g}' for v in values]); ax.minorticks_off()
+    fig.tight_layout()
+    return fig

@@ -84,16 +84,16 @@ def bench(model:str=typer.Option("shapes", help="model to benchmark"),
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1)
 
-# %% ../nbs/16_cli.ipynb #ae428916
+# %% ../nbs/16_cli.ipynb #f33430e0
 import json as _json
 def readme_text(nb:Path=Path('nbs/index.ipynb') # the index notebook
                )->str: # README markdown
-    "README markdown made from the index notebook's cells."
+    "README markdown made from the index notebook's cells (hidden cells left out, image paths made relative to the root)."
     parts = []
     for c in _json.loads(Path(nb).read_text())['cells']:
         src = ''.join(c['source']).strip('\n')
-        if c['cell_type'] == 'markdown': parts.append(src)
-        elif c['cell_type'] == 'code':
+        if c['cell_type'] == 'markdown': parts.append(src.replace('](images/', '](nbs/images/'))  # README sits one level up
+        elif c['cell_type'] == 'code' and not src.startswith('#| hide'):
             code = '\n'.join(l for l in src.splitlines() if not l.startswith('#|')).strip('\n')
             if code: parts.append(f"```python\n{code}\n```")
     return '\n\n'.join(parts) + '\n'

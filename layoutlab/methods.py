@@ -176,8 +176,8 @@ class GradSAMFromReference:
         return gradsam_manipulation(encode_image(pipe, ref, height, width), timesteps_to_apply=self.timesteps,
                                     sigma=self.sigma, dilate=self.dilate)
 
-# %% ../nbs/09_methods.ipynb #b483dcbc
-MODEL_DEFAULTS = {'shapes': {'cfg': 5.0, 'Guidance': {'step_scale': 1.0, 'r': 0.5}, 'LossGuidance': {'eta': 10.0}}}  # per model: 'cfg' and, per piece, calibrated parameters ({'Guidance': {...}, ...})
+# %% ../nbs/09_methods.ipynb #bcfecf85
+MODEL_DEFAULTS = {'shapes': {'cfg': 5.0, 'Guidance': {'step_scale': 1.0, 'r': 0.25}, 'LossGuidance': {'eta': 10.0}}}  # per model: 'cfg' and, per piece, calibrated parameters ({'Guidance': {...}, ...})
 
 def model_kind(pipe)->str:
     "'shapes' for the bundled ShapesSD model, else 'sd'."
