@@ -15,8 +15,8 @@ from .metrics import layout_iou, presence, box_iou
 
 # %% auto #0
 __all__ = ['BENCH_METHODS', 'SWEEPS', 'PUBLISHED', 'away_boxes', 'bench_layouts', 'default_cfg', 'run_method', 'summarize',
-           'table', 'benchmark', 'sweep', 'layout_at', 'sweep_rows', 'method_rows', 'best_values', 'run_benchmark',
-           'method_figure', 'inner_iteration_report', 'calibration_figure']
+           'table', 'layout_at', 'sweep_rows', 'method_rows', 'best_values', 'run_benchmark', 'method_figure',
+           'inner_iteration_report', 'calibration_figure']
 
 # %% ../nbs/19_bench.ipynb #2134d141
 def away_boxes(avoid:list, # per object, the box to stay away from (None: anything goes)
@@ -111,43 +111,10 @@ def table(summary:list)->str:
     lines += [f"| {s['method']} | {s['n']} | {s['mean_iou']:.3f} | {s['iou_se']:.3f} | {s['recall']:.2f} | {s['spurious']:.2f} | {s['seconds']:.2f} |" for s in summary]
     return '\n'.join(lines)
 
-# %% ../nbs/19_bench.ipynb #4a57e30d
-BENCH_METHODS = ['layout_control', 'winwinlay', 'aef_backprop', 'naef_backprop', 'aef_adaptive', 'ilgd', 'sali', 'gradsam']
+# %% ../nbs/19_bench.ipynb #574c63ff
+BENCH_METHODS = ['layout_control', 'winwinlay', 'aef_backprop', 'naef_backprop', 'aef_adaptive', 'ilgd', 'sali', 'gradsam']  # the methods of the benchmark besides `none`
 
-def benchmark(pipe, # the pipeline (the bundled ShapesSD model for meaningful numbers)
-              n:int=100, # layouts
-              methods:list=None, # presets to run besides `none` (default: all that exist)
-              steps:int=50, # DDIM steps
-              out=None, # optional JSON file for every row and the summary (rewritten after each method)
-              log=print # progress messages
-             )->list: # the summary rows
-    "The layout benchmark: unguided first (it defines the layouts), then every method on the same layouts."
-    methods = [m for m in (methods or BENCH_METHODS) if m in method_names()]
-    layouts, rows = bench_layouts(pipe, n, steps=steps)
-    log(table(summarize(rows)))
-    for m in methods:
-        rows += run_method(pipe, m, layouts, steps=steps)
-        if out: Path(out).write_text(json.dumps(dict(summary=summarize(rows), rows=rows, layouts=[l.to_dict() for l in layouts]), indent=1))
-        log(table(summarize(rows)))
-    return summarize(rows)
-
-# %% ../nbs/19_bench.ipynb #2f0cdad8
-def sweep(pipe, # the pipeline
-          layouts:list, # layouts to test on (e.g. the first 12 of `bench_layouts`)
-          name:str, # method preset
-          piece:str, # piece class name, e.g. 'Guidance'
-          param:str, # its parameter, e.g. 'step_scale'
-          values:list, # values to try
-          steps:int=50 # DDIM steps
-         )->list: # summary rows with `value`
-    "Mean IoU, recall and time of a method for each value of one parameter."
-    out = []
-    for v in values:
-        s = summarize(run_method(pipe, name, layouts, steps=steps, **{piece: {param: v}}))[0]
-        out.append(dict(s, method=f"{name} {param}={v}", value=v))
-    return out
-
-# %% ../nbs/19_bench.ipynb #302fb9a3
+# %% ../nbs/19_bench.ipynb #6d95d92a
 SWEEPS = [('layout_control', 'Guidance', 'step_scale', [0.1, 0.3, 1.0, 3.0, 10.0]),
           ('winwinlay', 'Guidance', 'r', [0.02, 0.06, 0.12, 0.25, 0.5]),
           ('ilgd', 'LossGuidance', 'eta', [0.1, 0.32, 1.0, 3.2, 10.0])]  # (method, piece, parameter, values); published values included
@@ -177,7 +144,7 @@ def best_values(rows:list, sweeps=SWEEPS)->dict:
         best.setdefault(piece, {})[param] = max(values, key=lambda v: iou[v])
     return best
 
-# %% ../nbs/19_bench.ipynb #9ec30dc3
+# %% ../nbs/19_bench.ipynb #cc9e03ec
 _PIPE = None
 def _load(model, device):
     global _PIPE
@@ -229,7 +196,7 @@ def run_benchmark(model:str='shapes', # a `load_pipeline` name
     log(table(res['summary']))
     return res
 
-# %% ../nbs/19_bench.ipynb #da7eafc4
+# %% ../nbs/19_bench.ipynb #436460bd
 def method_figure(pipe, # the pipeline
                   layout:Layout, # one layout
                   name:str, # method preset
@@ -255,7 +222,7 @@ def method_figure(pipe, # the pipeline
     fig.tight_layout()
     return fig, res.recording
 
-# %% ../nbs/19_bench.ipynb #a3ffca8b
+# %% ../nbs/19_bench.ipynb #7095d5a1
 def inner_iteration_report(rec # a recording of a `Guidance` method
                           )->dict: # mean energy change per guided step, share of steps where it fell, ν check
     "Energy over the inner iterations of each guided step, and ν against ‖score‖/‖∇E‖ from the recorded norms."
@@ -271,7 +238,7 @@ def inner_iteration_report(rec # a recording of a `Guidance` method
         out['nu_max_rel_error'] = float(np.max(np.abs(nu[ok] - sn[ok] / gn[ok]) / np.abs(nu[ok])))
     return out
 
-# %% ../nbs/19_bench.ipynb #4ebcdfa8
+# %% ../nbs/19_bench.ipynb #ba0f8222
 PUBLISHED = {'step_scale': 1.0, 'r': 0.06, 'eta': 0.32}  # the papers' values of the swept parameters
 
 def calibration_figure(res:dict, # a `run_benchmark` result (with `sweep` and `overrides`)
