@@ -17,9 +17,9 @@ from .metrics import match, coco_ap
 # %% auto #0
 __all__ = ['TRAIN_SEED_OFFSET', 'TRAIN_SEEDS', 'VAE_SEED_OFFSET', 'IMAGE_SIZE', 'LATENT_SIZE', 'build_vae', 'build_text_encoder',
            'build_unet', 'build_scheduler', 'scene_batch', 'token_weights', 'grounding_from_weights', 'grounding_loss',
-           'binding_ratio', 'vae_eval', 'train_vae', 'finetune_decoder', 'latent_scaling', 'encode_prompts',
-           'SceneBatches', 'scene_loader', 'train_unet', 'retrain_unet', 'assemble', 'save_pipeline', 'shapes_dir',
-           'training_log', 'train_shapes', 'finalize', 'sample_with_attention']
+           'binding_ratio', 'vae_eval', 'train_vae', 'finetune_decoder', 'latent_scaling', 'SceneBatches',
+           'scene_loader', 'train_unet', 'retrain_unet', 'assemble', 'save_pipeline', 'shapes_dir', 'training_log',
+           'train_shapes', 'finalize', 'sample_with_attention']
 
 # %% ../nbs/11_train_shapes.ipynb #5c237622
 TRAIN_SEED_OFFSET = 1_000_000  # UNet scenes: seeds 1 000 000 – 4 999 999 (cycled); VAE: 5 000 000+; decoder fine-tuning: 15 000 000+
@@ -252,7 +252,7 @@ def latent_scaling(vae, # trained VAE
         z = torch.cat([vae.encode(x).latent_dist.sample() for x in scene_batch(seeds)['images'].split(128)])
     return float(1 / z.std())
 
-# %% ../nbs/11_train_shapes.ipynb #3e50018c
+# %% ../nbs/11_train_shapes.ipynb #be8409f6
 class _EMA:
     "Exponential moving average of a module's parameters."
     def __init__(self, model, decay=0.999):
@@ -262,11 +262,6 @@ class _EMA:
         self.n += 1
         d = min(self.decay, (1 + self.n) / (10 + self.n))
         torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()], 1 - d)
-
-def encode_prompts(tokenizer, text_encoder, prompts):
-    "Text embeddings exactly as StableDiffusionPipeline computes them (last hidden state, padded to 77)."
-    ids = tokenizer(list(prompts), padding='max_length', max_length=77, truncation=True, return_tensors='pt').input_ids
-    return text_encoder(ids)[0]
 
 class SceneBatches(torch.utils.data.Dataset):
     "Training batch number `k`: images, token ids, and the grounding weights per attention grid, built where the loader runs."
@@ -290,7 +285,7 @@ def scene_loader(tokenizer, batch:int=32, workers:int=0, hws=(64,)):
                                        worker_init_fn=_one_thread if workers else None, prefetch_factor=8 if workers else None,
                                        pin_memory=torch.cuda.is_available())
 
-# %% ../nbs/11_train_shapes.ipynb #9aaf6a1e
+# %% ../nbs/11_train_shapes.ipynb #b23725b6
 def train_unet(vae, # trained, frozen VAE (its scaling_factor set)
                tokenizer, # the shipped tokenizer
                minutes:float=40, # wall-time budget
@@ -302,14 +297,15 @@ def train_unet(vae, # trained, frozen VAE (its scaling_factor set)
                log_every:int=20, # steps between log lines
                eval_every:float=300, # seconds between binding-ratio checks
                ckpt_dir=None, # where to drop intermediate pipelines (outside the repo), optional
-               device=None, # 'cuda', 'cpu', ... (default: CUDA when there is one)
+               device=None, # 'cuda', 'cpu', ... (default: `models.default_device()`)
                workers:int=0, # processes building batches (0: the training process itself)
                ema_decay:float=0.999, # EMA decay of the saved weights
                init=None, # (unet, text_encoder) to continue training instead of new ones
               ) -> tuple[UNet2DConditionModel, CLIPTextModel, dict]: # EMA UNet, EMA text encoder, log
     "Train ShapesSD's text encoder and UNet for `minutes` on VAE latents of generated scenes."
     from layoutlab.attention import capture_attention
-    dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    from layoutlab.models import default_device
+    dev = torch.device(device) if device else default_device()
     amp = torch.autocast('cuda', dtype=torch.bfloat16) if dev.type == 'cuda' else contextlib.nullcontext()
     torch.manual_seed(seed)
     sched = build_scheduler()
