@@ -4,26 +4,40 @@
 
 # %% ../nbs/00_layout.ipynb #f2a18365
 from __future__ import annotations
-import json, math
+import difflib, json, math, numbers, re
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['LayoutError', 'check_box', 'LayoutObject', 'Layout', 'load_layout', 'prompt_ids', 'phrase_tokens', 'box_mask']
+__all__ = ['SEED_MAX', 'LAYOUT_KEYS', 'HEAD_CHARS', 'LayoutError', 'check_box', 'LayoutObject', 'check_seed', 'Layout',
+           'load_layout', 'prompt_ids', 'phrase_tokens', 'box_mask']
 
 # %% ../nbs/00_layout.ipynb #6c5b1a82
 class LayoutError(ValueError):
     "A layout that cannot be used: the message says which part and why."
 
+def _what(v)->str:
+    "A value as a one-line error message shows it, in JSON's words where they differ from Python's."
+    if v is None: return 'null'
+    if isinstance(v, bool): return f'the boolean {str(v).lower()}'
+    if isinstance(v, str): return f'the string {v[:40]!r}' + ('...' if len(v) > 40 else '')
+    r = repr(v)
+    return (r[:60] + '...' if len(r) > 60 else r) + ('' if isinstance(v, (int, float, list, dict, tuple)) else f' ({type(v).__name__})')
+
 # %% ../nbs/00_layout.ipynb #866d02d0
+def _is_number(v)->bool: return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
 def check_box(box, # `[x0, y0, x1, y1]`, normalised to [0, 1]
               what:str='box' # how to name the box in error messages
              )->tuple: # the box as a tuple of 4 floats
     "Validate a normalised box and return it as a tuple of floats."
-    try: b = tuple(float(v) for v in box)
-    except (TypeError, ValueError): raise LayoutError(f"{what} must be 4 numbers [x0, y0, x1, y1], got {box!r}") from None
-    if len(b) != 4: raise LayoutError(f"{what} must be 4 numbers [x0, y0, x1, y1], got {len(b)}: {box!r}")
+    if hasattr(box, 'tolist') and not isinstance(box, (str, bytes)): box = box.tolist()  # numpy arrays, tensors
+    if not isinstance(box, (list, tuple)): raise LayoutError(f"{what} must be a list of 4 numbers [x0, y0, x1, y1], got {_what(box)}")
+    if len(box) != 4: raise LayoutError(f"{what} must be 4 numbers [x0, y0, x1, y1], got {len(box)}: {_what(box)}")
+    bad = [v for v in box if not _is_number(v)]
+    if bad: raise LayoutError(f"{what} must be 4 numbers [x0, y0, x1, y1], got {_what(bad[0])} in {_what(box)}")
+    b = tuple(float(v) for v in box)
     if not all(math.isfinite(v) for v in b): raise LayoutError(f"{what} has a non-finite coordinate: {box!r}")
     if any(v < 0 or v > 1 for v in b): raise LayoutError(f"{what} {list(b)} lies outside [0, 1]; boxes are normalised to the image")
     x0, y0, x1, y1 = b
@@ -44,6 +58,17 @@ class LayoutObject:
     def area(self)->float: return (self.box[2]-self.box[0])*(self.box[3]-self.box[1])
 
 # %% ../nbs/00_layout.ipynb #b51a22d8
+SEED_MAX = 2**64 - 1  # torch generators take seeds in 0 .. 2**64-1
+
+def check_seed(seed # an integer seed, or None
+              )->int|None: # the seed as a Python int
+    "Validate a random seed: None or an integer in 0 .. 2**64-1 (booleans and floats are not seeds)."
+    if seed is None: return None
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+        raise LayoutError(f"seed must be an integer from 0 to 2**64-1, got {_what(seed)}")
+    if not 0 <= seed <= SEED_MAX: raise LayoutError(f"seed must be an integer from 0 to 2**64-1, got {int(seed)}")
+    return int(seed)
+
 @dataclass
 class Layout:
     "A prompt and the objects (phrase + box) it should contain; optionally the seed to sample with."
@@ -51,67 +76,115 @@ class Layout:
     objects:list=field(default_factory=list) # `LayoutObject`s (or dicts with `phrase` and `box`)
     seed:int|None=None # random seed for sampling, if the layout fixes one
     def __post_init__(self):
-        if not isinstance(self.prompt, str) or not self.prompt.strip(): raise LayoutError("prompt must be a non-empty string")
-        self.objects = [o if isinstance(o, LayoutObject) else LayoutObject(**_obj_dict(o)) for o in self.objects]
+        if not isinstance(self.prompt, str) or not self.prompt.strip(): raise LayoutError(f"prompt must be a non-empty string, got {_what(self.prompt)}")
+        if not isinstance(self.objects, (list, tuple)):
+            raise LayoutError(f'objects must be a list of {{"phrase": ..., "box": [x0, y0, x1, y1]}}, got {_what(self.objects)}')
+        self.seed = check_seed(self.seed)
+        self.objects = [o if isinstance(o, LayoutObject) else LayoutObject(**_obj_dict(o, i)) for i, o in enumerate(self.objects)]
         for o in self.objects:
             if _words(o.phrase) and not _contains(_words(self.prompt), _words(o.phrase)):
-                raise LayoutError(f'phrase "{o.phrase}" is not in the prompt "{self.prompt}"')
+                raise LayoutError(f'phrase "{o.phrase}" is not in the prompt "{_short(self.prompt)}"')
     @property
     def phrases(self)->list: return [o.phrase for o in self.objects]
     @property
     def boxes(self)->list: return [o.box for o in self.objects]
 
 # %% ../nbs/00_layout.ipynb #ef405857
-import re
 def _words(s): return re.findall(r"[\w']+", s.lower())
 def _contains(seq, sub): return any(seq[i:i+len(sub)]==sub for i in range(len(seq)-len(sub)+1))
-def _obj_dict(o):
-    if not isinstance(o, dict) or set(o) - {'phrase', 'box'} or 'phrase' not in o or 'box' not in o:
-        raise LayoutError(f'each object must be {{"phrase": ..., "box": [x0, y0, x1, y1]}}, got {o!r}')
+def _short(s, n=80): return s if len(s) <= n else s[:n] + f'... ({len(s):,} characters)'
+
+def _unknown_keys(d:dict, known:tuple, where:str):
+    "A LayoutError naming the first key of `d` not in `known`, with the closest known key as a hint."
+    for k in d:
+        if k not in known:
+            close = difflib.get_close_matches(str(k).lower(), known, n=1, cutoff=0.6)
+            hint = f' (did you mean "{close[0]}"?)' if close else ''
+            raise LayoutError(f'unknown key "{k}" in {where}{hint}; expected {", ".join(map(json.dumps, known))}')
+
+def _obj_dict(o, i:int)->dict:
+    where = f'object {i+1}'
+    if not isinstance(o, dict): raise LayoutError(f'{where} must be {{"phrase": ..., "box": [x0, y0, x1, y1]}}, got {_what(o)}')
+    _unknown_keys(o, ('phrase', 'box'), where)
+    for k in ('phrase', 'box'):
+        if k not in o: raise LayoutError(f'{where} has no "{k}"; each object is {{"phrase": ..., "box": [x0, y0, x1, y1]}}')
     return o
 
 # %% ../nbs/00_layout.ipynb #589160be
+LAYOUT_KEYS = ('prompt', 'objects', 'seed')
+
 def _layout_to_dict(self:Layout)->dict:
     d = dict(prompt=self.prompt, objects=[dict(phrase=o.phrase, box=list(o.box)) for o in self.objects])
     if self.seed is not None: d['seed'] = self.seed
     return d
 
 def _layout_from_dict(d:dict)->Layout:
-    if not isinstance(d, dict) or 'prompt' not in d: raise LayoutError('a layout is a JSON object with "prompt" and "objects"')
-    extra = set(d) - {'prompt', 'objects', 'seed'}
-    if extra: raise LayoutError(f"unknown layout keys: {sorted(extra)}")
-    seed = d.get('seed')
-    if seed is not None and not isinstance(seed, int): raise LayoutError(f"seed must be an integer, got {seed!r}")
-    return Layout(d['prompt'], list(d.get('objects', [])), seed)
+    if not isinstance(d, dict): raise LayoutError(f'a layout is a JSON object with "prompt", "objects" and optionally "seed", got {_what(d)}')
+    _unknown_keys(d, LAYOUT_KEYS, 'the layout')
+    if 'prompt' not in d: raise LayoutError('the layout has no "prompt"')
+    objects = d.get('objects', [])
+    if not isinstance(objects, list): raise LayoutError(f'"objects" must be a list of {{"phrase": ..., "box": [x0, y0, x1, y1]}}, got {_what(objects)}')
+    return Layout(d['prompt'], objects, d.get('seed'))
 
 Layout.to_dict = _layout_to_dict
 Layout.from_dict = staticmethod(_layout_from_dict)
 Layout.to_json = lambda self, **kw: json.dumps(self.to_dict(), **kw)
 
 # %% ../nbs/00_layout.ipynb #f4abc2b9
+def _unique_keys(pairs)->dict:
+    d = {}
+    for k, v in pairs:
+        if k in d: raise LayoutError(f'key "{k}" appears twice in the layout JSON')
+        d[k] = v
+    return d
+
 def _layout_from_json(s:str)->Layout:
-    try: d = json.loads(s)
+    s = s.removeprefix('\ufeff')  # a UTF-8 byte-order mark
+    try: d = json.loads(s, object_pairs_hook=_unique_keys)
+    except LayoutError: raise
     except json.JSONDecodeError as e: raise LayoutError(f"layout is not valid JSON: {e}") from None
+    except ValueError as e: raise LayoutError(f"layout JSON cannot be read: {e}") from None  # e.g. an integer of 5000 digits
+    except RecursionError: raise LayoutError("layout JSON is nested too deeply") from None
     return Layout.from_dict(d)
 
 def load_layout(path # a JSON file holding one layout
                )->Layout:
-    "Read a layout from a JSON file."
+    "Read a layout from a JSON file (UTF-8, with or without a byte-order mark); errors name the file."
     p = Path(path)
     if not p.exists(): raise LayoutError(f"layout file not found: {p}")
-    return Layout.from_json(p.read_text())
+    if p.is_dir(): raise LayoutError(f"{p} is a folder, not a layout file")
+    try: text = p.read_text(encoding='utf-8-sig')
+    except UnicodeDecodeError as e: raise LayoutError(f"layout file {p} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e: raise LayoutError(f"cannot read layout file {p}: {e.strerror or e}") from None
+    try: return Layout.from_json(text)
+    except LayoutError as e: raise LayoutError(f"{p}: {e}") from None
 
 Layout.from_json = staticmethod(_layout_from_json)
 Layout.load = staticmethod(load_layout)
 Layout.save = lambda self, path: Path(path).write_text(self.to_json(indent=1))
 
 # %% ../nbs/00_layout.ipynb #afd20774
+HEAD_CHARS = 64  # characters per allowed token in the head that judges a long prompt
+
+def _head(prompt:str, n:int)->str|None:
+    "The whole words of `prompt` (whitespace collapsed) that fit in `n` characters; None when all of it fits."
+    words, size = [], 0
+    for m in re.finditer(r'\S+', prompt):
+        size += len(m.group()) + bool(words)
+        if size > n: return ' '.join(words) or m.group()[:n]
+        words.append(m.group())
+    return None
+
 def prompt_ids(tokenizer, # the pipeline's tokenizer
                prompt:str # the text prompt
               )->list: # ids with start and end tokens, unpadded
     "Token ids of `prompt` as the text encoder sees them; an error if it is longer than the encoder takes."
-    ids = tokenizer(prompt, add_special_tokens=True, truncation=False)['input_ids']
     limit = tokenizer.model_max_length
+    head = _head(prompt, HEAD_CHARS * limit)
+    if head is not None:
+        k = len(tokenizer(head, add_special_tokens=True, truncation=False)['input_ids'])
+        if k > limit: raise LayoutError(f"prompt is at least {k} tokens with start/end (its first {len(head):,} of {len(prompt):,} characters); the text encoder takes at most {limit}")
+    ids = tokenizer(prompt, add_special_tokens=True, truncation=False)['input_ids']
     if len(ids) > limit: raise LayoutError(f"prompt is {len(ids)} tokens with start/end; the text encoder takes at most {limit}")
     return ids
 
@@ -142,6 +215,12 @@ def _token_indices(self:Layout, tokenizer)->list:
         seen[key] = seen.get(key, 0) + 1
     return res
 Layout.token_indices = _token_indices
+
+def _check_tokens(self:Layout, tokenizer)->list:
+    "Check the prompt's length and every phrase against `tokenizer` alone (no model needed); the phrases' token positions."
+    prompt_ids(tokenizer, self.prompt)
+    return self.token_indices(tokenizer)
+Layout.check_tokens = _check_tokens
 
 # %% ../nbs/00_layout.ipynb #ee42efbf
 def box_mask(box, # `[x0, y0, x1, y1]` normalised

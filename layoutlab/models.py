@@ -4,14 +4,15 @@
 
 # %% ../nbs/01_models.ipynb #eda4406a
 from __future__ import annotations
-import json
+import json, re
 from pathlib import Path
 import torch
 from transformers import CLIPTokenizer
 
 # %% auto #0
-__all__ = ['WORDS', 'ASSETS', 'build_tokenizer_files', 'shipped_tokenizer', 'default_device', 'tiny_pipeline',
-           'ModelNotAvailable', 'load_pipeline']
+__all__ = ['WORDS', 'ASSETS', 'PIPELINES', 'COMPONENTS', 'TINY', 'build_tokenizer_files', 'shipped_tokenizer', 'default_device',
+           'resolve_device', 'tiny_pipeline', 'ModelNotAvailable', 'model_folder', 'read_model_index',
+           'check_model_folder', 'load_pipeline', 'load_tokenizer']
 
 # %% ../nbs/01_models.ipynb #d1357ee7
 WORDS = """a an the and with of in on at to is are photo picture image drawing painting scene view of
@@ -77,6 +78,25 @@ def default_device()->torch.device:
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
 
+# %% ../nbs/01_models.ipynb #a1d3e5f7
+def resolve_device(device=None # "cpu", "cuda", "cuda:N", "mps", a `torch.device`, or None for `default_device()`
+                  )->torch.device:
+    "The device to run on; a ValueError naming it when it is unknown or absent from this machine."
+    if device is None: return default_device()
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError): raise ValueError(f"unknown device {str(device)!r}; use cpu, cuda, cuda:N or mps") from None
+    if d.type == 'cpu': return d
+    if d.type == 'cuda':
+        if not torch.cuda.is_available(): raise ValueError(f"device {str(device)!r} asked for, but CUDA is not available on this machine (torch {torch.__version__}); use cpu")
+        n = torch.cuda.device_count()
+        if d.index is not None and d.index >= n: raise ValueError(f"device {str(device)!r} does not exist: this machine has {n} CUDA device(s)")
+        return d
+    if d.type == 'mps':
+        if getattr(torch.backends, 'mps', None) is None or not torch.backends.mps.is_available():
+            raise ValueError(f"device {str(device)!r} asked for, but Apple's MPS is not available on this machine; use cpu")
+        return d
+    raise ValueError(f"device {str(device)!r} is not supported; use cpu, cuda, cuda:N or mps")
+
 # %% ../nbs/01_models.ipynb #c0e9608c
 from diffusers import (AutoencoderKL, UNet2DConditionModel, DDIMScheduler,
                        StableDiffusionPipeline, StableDiffusionXLPipeline)
@@ -127,32 +147,132 @@ def tiny_pipeline(kind:str="sd15", # "sd15" or "sdxl"
 
 # %% ../nbs/01_models.ipynb #ea8f0e4d
 class ModelNotAvailable(RuntimeError):
-    "The weights could not be found locally and cannot be downloaded here."
+    "A model that cannot be loaded here: missing, not downloadable, or damaged (the message names the file)."
 
-def _pipeline_class(path):
-    index = Path(path)/'model_index.json'
-    if index.exists() and 'XL' in json.loads(index.read_text()).get('_class_name', ''): return StableDiffusionXLPipeline
-    return StableDiffusionXLPipeline if 'xl' in str(path).lower() else StableDiffusionPipeline
+PIPELINES = {'StableDiffusionPipeline': StableDiffusionPipeline, 'StableDiffusionXLPipeline': StableDiffusionXLPipeline}
+COMPONENTS = ('unet', 'vae', 'text_encoder', 'text_encoder_2', 'tokenizer', 'tokenizer_2', 'scheduler')  # what layoutlab loads
+TINY = ('tiny-sd15', 'tiny-sdxl')
+_HUB_ID = re.compile(r'^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$')
+
+def model_folder(name_or_path:str # hub id, local folder or "shapes"
+                )->Path|None: # the local folder, or None for a hub id
+    "Where a model lives on disk; an error for a path that looks local but does not exist."
+    if name_or_path == 'shapes':
+        if not (ASSETS/'shapes'/'model_index.json').exists():
+            raise ModelNotAvailable(f"the bundled ShapesSD weights are missing from {ASSETS/'shapes'}; train them with nbs/11_train_shapes.ipynb")
+        return ASSETS/'shapes'
+    p = Path(name_or_path)
+    if p.is_dir(): return p
+    if p.exists(): raise ModelNotAvailable(f"{p} is a file; a model is a diffusers pipeline folder (with model_index.json) or a hub id")
+    if _HUB_ID.match(str(name_or_path)): return None
+    raise ModelNotAvailable(f"model folder not found: {p}")
+
+def _first_line(e)->str:
+    s = str(e).strip()
+    return (s.splitlines()[0] if s else type(e).__name__)[:200]
+
+def _read_json(f:Path):
+    try: return json.loads(Path(f).read_text(encoding='utf-8-sig'))
+    except (ValueError, OSError) as e: raise ModelNotAvailable(f"{f} is not a valid JSON file ({_first_line(e)})") from None
+
+def read_model_index(folder # a diffusers pipeline folder
+                    )->dict:
+    "The folder's `model_index.json`, checked: valid JSON naming a pipeline class layoutlab runs."
+    f = Path(folder)/'model_index.json'
+    if not f.is_file(): raise ModelNotAvailable(f"{folder} is not a diffusers pipeline folder: it has no model_index.json")
+    d = _read_json(f)
+    cls = d.get('_class_name') if isinstance(d, dict) else None
+    if cls is None: raise ModelNotAvailable(f'{f} has no "_class_name"; expected {" or ".join(PIPELINES)}')
+    if cls not in PIPELINES: raise ModelNotAvailable(f"{f} names the pipeline class {cls!r}; layoutlab runs {' and '.join(PIPELINES)}")
+    return d
+
+# %% ../nbs/01_models.ipynb #c3e5a7b9
+def _check_safetensors(f:Path):
+    "Open the file's header the way the loader will: a truncated or overwritten file fails here, named."
+    from safetensors import safe_open
+    try:
+        with safe_open(str(f), framework='pt') as h: h.keys()
+    except Exception as e: raise ModelNotAvailable(f"{f} is corrupt: not a readable safetensors file ({_first_line(e)})") from None
+
+def check_model_folder(folder, # a diffusers pipeline folder
+                       index:dict=None # its model_index.json (read when not given)
+                      ):
+    "Check a pipeline folder without loading weights; the first problem is a ModelNotAvailable naming the file."
+    folder = Path(folder)
+    index = read_model_index(folder) if index is None else index
+    for name in COMPONENTS:
+        spec = index.get(name)
+        if not (isinstance(spec, list) and len(spec) == 2 and all(spec)): continue
+        sub = folder/name
+        if not sub.is_dir(): raise ModelNotAvailable(f"{folder/'model_index.json'} lists {name!r}, but {sub} is missing")
+        for f in sorted(sub.glob('*.json')): _read_json(f)
+        weights = sorted(sub.glob('*.safetensors'))
+        for f in weights: _check_safetensors(f)
+        if (sub/'config.json').exists() and not weights:
+            raise ModelNotAvailable(f"{sub} has no .safetensors weights (layoutlab never loads pickled .bin files)")
 
 # %% ../nbs/01_models.ipynb #2816ce53
+def _hub_index(name:str)->dict:
+    "A hub model's `model_index.json`, from the local cache, else from the hub after one quick request says it is there."
+    from diffusers import DiffusionPipeline
+    import huggingface_hub, warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        try: d = DiffusionPipeline.load_config(name, local_files_only=True)
+        except (OSError, ValueError): d = None
+    if d is None:
+        try: huggingface_hub.model_info(name)  # one request: the hub client would retry for half a minute per file
+        except Exception as e:
+            raise ModelNotAvailable(f"cannot load {name!r}: it is not a local folder, not in the local cache, and the hub cannot give it ({_first_line(e)[:160]})") from None
+        try: d = DiffusionPipeline.load_config(name)
+        except (OSError, ValueError) as e: raise ModelNotAvailable(f"cannot load {name!r}: {_first_line(e)}") from None
+    if d.get('_class_name') not in PIPELINES: raise ModelNotAvailable(f"{name!r} is a {d.get('_class_name')!r}; layoutlab runs {' and '.join(PIPELINES)}")
+    return d
+
 def load_pipeline(name_or_path:str, # hub id, local folder, "shapes", "tiny-sd15" or "tiny-sdxl"
                   device=None, # torch device (default: `default_device()`)
                   dtype=None # weight dtype (default: float16 on CUDA, float32 elsewhere)
                  ):
     "Load a Stable Diffusion (1.x / XL) pipeline from safetensors, with a DDIM scheduler."
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     dtype = dtype or (torch.float16 if device.type == 'cuda' else torch.float32)
-    if name_or_path in ('tiny-sd15', 'tiny-sdxl'): return tiny_pipeline(name_or_path[5:], device=device, dtype=dtype)
-    path = ASSETS/'shapes' if name_or_path == 'shapes' else name_or_path
-    if name_or_path == 'shapes' and not (path/'model_index.json').exists():
-        raise ModelNotAvailable(f"the bundled ShapesSD weights are missing from {path}; train them with nbs/11_train_shapes.ipynb")
-    cls = _pipeline_class(path)
+    if name_or_path in TINY: return tiny_pipeline(name_or_path[5:], device=device, dtype=dtype)
+    folder = model_folder(name_or_path)
+    if folder is not None: index = read_model_index(folder); check_model_folder(folder, index)
+    else: index = _hub_index(name_or_path)
+    cls = PIPELINES[index['_class_name']]
     kw = dict(dtype=dtype, use_safetensors=True)
     if cls is StableDiffusionPipeline: kw.update(safety_checker=None, requires_safety_checker=False)
-    try: pipe = cls.from_pretrained(str(path), **kw)
+    try: pipe = cls.from_pretrained(str(folder or name_or_path), **kw)
     except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelNotAvailable(f"cannot load {name_or_path!r}: no local safetensors weights found and the hub is not reachable from here ({first[:160]})") from None
+        if folder is not None: raise ModelNotAvailable(f"cannot load {str(folder)!r}: {_first_line(e)}") from None
+        raise ModelNotAvailable(f"cannot load {name_or_path!r}: no local safetensors weights found and the hub is not reachable from here ({_first_line(e)[:160]})") from None
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+# %% ../nbs/01_models.ipynb #e5a7c9d1
+def _with_vocabulary(tok, where:str):
+    "transformers returns an empty tokenizer (start/end tokens only) when it finds no files: an error instead."
+    if tok is None or len(tok) <= 2: raise ModelNotAvailable(f"no tokenizer files (tokenizer.json, or vocab.json and merges.txt) in {where}")
+    return tok
+
+def load_tokenizer(name_or_path:str # as for `load_pipeline`
+                  )->CLIPTokenizer:
+    "The model's (first) tokenizer, without its weights."
+    if name_or_path in TINY: return shipped_tokenizer()
+    folder = model_folder(name_or_path)
+    if folder is None:
+        _hub_index(name_or_path)  # fails at once, in one line, when the hub is out of reach and nothing is cached
+        try: tok = CLIPTokenizer.from_pretrained(name_or_path, subfolder='tokenizer', local_files_only=True)
+        except (OSError, ValueError): tok = None
+        if tok is None or len(tok) <= 2:
+            try: tok = CLIPTokenizer.from_pretrained(name_or_path, subfolder='tokenizer')
+            except (OSError, ValueError) as e: raise ModelNotAvailable(f"cannot load the tokenizer of {name_or_path!r}: {_first_line(e)}") from None
+        return _with_vocabulary(tok, f"{name_or_path!r} (tokenizer/)")
+    sub = folder/'tokenizer'
+    if not sub.is_dir(): raise ModelNotAvailable(f"{folder} has no tokenizer folder ({sub})")
+    for f in sorted(sub.glob('*.json')): _read_json(f)
+    try: tok = CLIPTokenizer.from_pretrained(str(sub))
+    except Exception as e: raise ModelNotAvailable(f"cannot read the tokenizer in {sub}: {_first_line(e)}") from None
+    return _with_vocabulary(tok, sub)
