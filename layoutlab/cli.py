@@ -52,6 +52,8 @@ def generate(layout:Path=typer.Argument(..., help="layout JSON file"),
         if format not in ('nc', 'zarr'): raise CLIError(f"--format must be nc or zarr, got {format!r}")
         if steps < 1: raise CLIError(f"--steps must be at least 1, got {steps}")
         lay = Layout.load(layout)
+        from layoutlab.models import load_tokenizer
+        lay.check_tokens(load_tokenizer(model))  # prompt length and phrases, before any weights load
         pipe = load_pipeline(model, device=device)
         seams, params = method_seams(method, pipe)
         from layoutlab.sampler import sample

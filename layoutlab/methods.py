@@ -15,8 +15,28 @@ from .update import (backprop_step, layout_control_step_size, layout_control_sto
 from .sampler import predict_noise
 
 # %% auto #0
-__all__ = ['STOP_CODES', 'MODEL_DEFAULTS', 'ABLATIONS', 'EXTRA', 'Guidance', 'Injection', 'LossGuidance', 'SpatialAware',
-           'GradSAMFromReference', 'model_kind', 'method_names', 'preset']
+__all__ = ['STOP_CODES', 'MODEL_DEFAULTS', 'ABLATIONS', 'EXTRA', 'check_fields', 'Guidance', 'Injection', 'LossGuidance',
+           'SpatialAware', 'GradSAMFromReference', 'model_kind', 'method_names', 'preset']
+
+# %% ../nbs/09_methods.ipynb #a7b9c1d3
+import numbers
+def _int(lo:int): return (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= lo), f'an integer >= {lo}'
+def _num(lo:float, above:bool=False):
+    ok = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and (v > lo if above else v >= lo)
+    return ok, f"a finite number {'>' if above else '>='} {lo}"
+def _or_none(rule): return (lambda v: v is None or rule[0](v)), f'None or {rule[1]}'
+def _one_of(*xs): return (lambda v: v in xs), ' or '.join(map(repr, xs))
+_NAMES = (lambda v: isinstance(v, str) or (isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)),
+          'a name pattern or a list of layer names')
+_LAYERS = _or_none(_NAMES)
+
+def check_fields(piece, # a dataclass instance
+                 **rules # field name -> (predicate, what the value must be)
+                ):
+    "A ValueError naming the first field of `piece` whose value breaks its rule."
+    for name, (ok, want) in rules.items():
+        v = getattr(piece, name)
+        if not ok(v): raise ValueError(f"{type(piece).__name__}.{name} must be {want}, got {v!r}")
 
 # %% ../nbs/09_methods.ipynb #0d98e9e0
 STOP_CODES = {'': 0, 'steps': 0, 'energy': 1, 'iterations': 2}
@@ -39,6 +59,9 @@ class Guidance:
     def __post_init__(self):
         if self.energy not in ('aef', 'naef'): raise ValueError(f"energy must be 'aef' or 'naef', got {self.energy!r}")
         if self.update not in ('backprop', 'langevin'): raise ValueError(f"update must be 'backprop' or 'langevin', got {self.update!r}")
+        check_fields(self, layers=_LAYERS, guided_steps=_int(1), max_iterations=_int(1), threshold=_or_none(_num(0)),
+                     scale=_num(0, above=True), step_scale=_num(0, above=True), r=_num(0, above=True), rho0=_num(0), lam=_num(0),
+                     xi_norm=_one_of('target', 'score'))
 
 # %% ../nbs/09_methods.ipynb #811ab484
 def _energy(g:Guidance, maps, state, masks):
@@ -110,6 +133,7 @@ class Injection:
     nu_prime:float=0.75 # strength ν′
     steps:int=10 # inject during steps 0 .. steps-1
     layers:str='*attn2' # which layers
+    def __post_init__(self): check_fields(self, nu_prime=_num(0), steps=_int(1), layers=_NAMES)
     def __call__(self, name, scores, state):
         if state.i >= self.steps or not state.layout.objects or not _match(name, self.layers): return scores
         sigma = sigma_from_alpha_bar(state.alpha_bar)
@@ -135,6 +159,9 @@ class LossGuidance:
     start:int=0 # first guided step
     stop:int=24 # guide steps start .. stop-1
     size:tuple=(16, 16) # common grid of the loss
+    def __post_init__(self):
+        check_fields(self, eta=_num(0), start=_int(0), size=(lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_int(1)[0](x) for x in v), 'two integers >= 1'))
+        check_fields(self, stop=_int(self.start + 1))  # at least one guided step
     def wants_grad(self, state): return self.start <= state.i < self.stop and bool(state.layout.objects)
     def __call__(self, state, eps):
         if not self.wants_grad(state): return eps
@@ -158,6 +185,7 @@ class SpatialAware:
     render_steps:int=20 # DDIM steps to render each phrase alone
     noise:float=0.0 # γ: blend with fresh noise √(1−γ)·z + √γ·n
     inversion_cfg:float=1.0 # guidance scale of the inversion
+    def __post_init__(self): check_fields(self, n_invert=_or_none(_int(0)), render_steps=_int(1), noise=(lambda v: _num(0)[0](v) and v <= 1, 'a number in [0, 1]'), inversion_cfg=_num(0))
     def for_layout(self, pipe, layout, steps, height, width, cfg):
         render = phrase_renderer(sample, pipe, steps=self.render_steps, cfg=cfg, height=height, width=width)
         return spatial_aware_init(pipe, layout, render, steps, n_invert=self.n_invert, encode=encode, height=height,
@@ -170,6 +198,9 @@ class GradSAMFromReference:
     sigma:float=1.0 # Gaussian blur of the importance, latent cells
     dilate:int=1 # dilation radius of the masks, latent cells
     render_steps:int=20 # DDIM steps to render each phrase alone
+    def __post_init__(self):
+        check_fields(self, timesteps=(lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_int(0)[0](t) and t < 1000 for t in v), 'a non-empty list of integer timesteps in 0 .. 999'),
+                     sigma=_num(0), dilate=_int(0), render_steps=_int(1))
     def for_layout(self, pipe, layout, steps, height, width, cfg):
         render = phrase_renderer(sample, pipe, steps=self.render_steps, cfg=cfg, height=height, width=width)
         ref = reference_image(layout, render, size=(height, width), seed=layout.seed or 0)
