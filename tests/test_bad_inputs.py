@@ -72,7 +72,7 @@ def test_largest_seed_is_accepted():
 
 FILES = [('missing', lambda d: d/'nope.json', 'layout file not found'),
          ('a folder', lambda d: d, 'is a folder, not a layout file'),
-         ('not UTF-8', lambda d: (d/'latin1.json').write_bytes(layout(prompt='a café').encode('latin-1')) and d/'latin1.json', 'is not UTF-8 text')]
+         ('not UTF-8', lambda d: (d/'latin1.json').write_bytes('{"prompt": "a café"}'.encode('latin-1')) and d/'latin1.json', 'is not UTF-8 text')]
 
 @pytest.mark.parametrize('make, expected', [c[1:] for c in FILES], ids=[c[0] for c in FILES])
 def test_bad_layout_file(tmp_path, make, expected):
@@ -196,7 +196,7 @@ PIECES = [
     ('Guidance rho0 -1', lambda: Guidance(rho0=-1), 'Guidance.rho0 must be a finite number >= 0, got -1'),
     ('Guidance lam "1"', lambda: Guidance(lam="1"), "Guidance.lam must be a finite number >= 0, got '1'"),
     ('Guidance xi_norm', lambda: Guidance(xi_norm='grad'), "Guidance.xi_norm must be 'target' or 'score', got 'grad'"),
-    ('Guidance layers 5', lambda: Guidance(layers=5), 'Guidance.layers must be None, a name pattern or a list of layer names, got 5'),
+    ('Guidance layers 5', lambda: Guidance(layers=5), 'Guidance.layers must be None or a name pattern or a list of layer names, got 5'),
     ('Guidance energy', lambda: Guidance(energy='xef'), "energy must be 'aef' or 'naef', got 'xef'"),
     ('Injection nu_prime -1', lambda: Injection(nu_prime=-1), 'Injection.nu_prime must be a finite number >= 0, got -1'),
     ('Injection steps 0', lambda: Injection(steps=0), 'Injection.steps must be an integer >= 1, got 0'),
