@@ -81,8 +81,9 @@ class Layout:
             raise LayoutError(f'objects must be a list of {{"phrase": ..., "box": [x0, y0, x1, y1]}}, got {_what(self.objects)}')
         self.seed = check_seed(self.seed)
         self.objects = [o if isinstance(o, LayoutObject) else LayoutObject(**_obj_dict(o, i)) for i, o in enumerate(self.objects)]
+        words = _words(self.prompt) if self.objects else []
         for o in self.objects:
-            if _words(o.phrase) and not _contains(_words(self.prompt), _words(o.phrase)):
+            if _words(o.phrase) and not _contains(words, _words(o.phrase)):
                 raise LayoutError(f'phrase "{o.phrase}" is not in the prompt "{_short(self.prompt)}"')
     @property
     def phrases(self)->list: return [o.phrase for o in self.objects]
