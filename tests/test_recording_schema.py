@@ -106,3 +106,13 @@ def test_attrs_round_trip_provenance(recorded):
     assert a.attrs['method'] == 'winwinlay'
     assert json.loads(a.attrs['params'])['before_step']['piece'] == 'Guidance'
     assert json.loads(a.attrs['layout'])['objects'][0]['phrase'] == 'red circle'
+
+@pytest.mark.parametrize('ext', ['nc', 'zarr'])
+def test_empty_values_record(tmp_path, ext):
+    "A value with an empty dimension (a layout without objects) records and reads back."
+    p = tmp_path/f'e.{ext}'
+    r = Recorder(p, layers=None)
+    r.begin([], ['<s>', 'a</w>', '</s>'] + ['</s>'] * 74, 3, (8, 8), dict(prompt='a'))
+    for i in range(2): r.step(900 - i, per_object=(('object',), torch.zeros(0)), energy=float(i))
+    rec = r.finish()
+    assert rec.per_object.shape == (2, 0) and rec.energy.values.tolist() == [0., 1.]
