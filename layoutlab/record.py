@@ -224,8 +224,8 @@ def _claim(self:Recorder, path:Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(path.with_name(f".{path.name}.lock"), timeout=0)
     try: lock.acquire()
-    except Timeout: raise RecordingError(f"{path} is being written by another run (lock {lock.lock_file} is held); "
-                                         "wait for it or write elsewhere") from None
+    except Timeout: raise RecordingError(f"{path} is being written by another run (lock {lock.lock_file} is held); wait for it, "
+                                         "write elsewhere, or close() the Recorder of an earlier failed run in this session") from None
     try:
         for p, what in ((path, 'a recording'), (partial_path(path), 'an unfinished recording')):
             if not (p.exists() or p.is_symlink()): continue
@@ -565,7 +565,9 @@ def load_recording(path, # a `.nc` file or `.zarr` folder written by `Recorder`
     except RecordingError: raise
     except Exception as e: raise RecordingError(f"{path} is not a readable recording (truncated or damaged): {type(e).__name__}: {str(e)[:160]}") from None
     tree = xr.DataTree.from_dict(out)
-    if not path.is_dir(): tree.set_close(lambda: [ds.close() for ds in groups.values()])   # `tree.close()` releases the file
+    if not path.is_dir():
+        if lazy: tree.set_close(lambda: [ds.close() for ds in groups.values()])   # `tree.close()` releases the file
+        else: [ds.close() for ds in groups.values()]                               # all read: release it now
     if verify or verify is None and lazy and tree.nbytes <= VERIFY_BYTES:
         for node in tree.subtree:
             for v in node.dataset.data_vars.values(): v.values   # every chunk read once: its checksum checked
