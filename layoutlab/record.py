@@ -482,6 +482,15 @@ def _netcdf_names(path:Path)->dict:
         f.visit(lambda k: groups.append('/' + k) if isinstance(f[k], h5py.Group) else None)
         return {g: set(f[g].keys()) for g in groups}
 
+def _verify_netcdf(path:Path):
+    "Read every numeric dataset of a NetCDF file whole with h5py (fast), so HDF5 checks every chunk's Fletcher-32."
+    import h5py
+    def check(name, obj):
+        if not isinstance(obj, h5py.Dataset) or obj.dtype.kind not in 'biuf' or not obj.size: return
+        try: obj[...]
+        except Exception as e: raise RecordingError(f"{path}: variable /{name} cannot be read, the recording is damaged: {type(e).__name__}: {str(e)[:160]}") from e
+    with h5py.File(path, 'r') as f: f.visititems(check)
+
 def _open_zarr(path:Path, n:int)->dict:
     "Every group of a Zarr recording as a Dataset of raw arrays cut to `n` steps, after checking each step's chunk is there."
     import zarr
@@ -568,9 +577,11 @@ def load_recording(path, # a `.nc` file or `.zarr` folder written by `Recorder`
     if not path.is_dir():
         if lazy: tree.set_close(lambda: [ds.close() for ds in groups.values()])   # `tree.close()` releases the file
         else: [ds.close() for ds in groups.values()]                               # all read: release it now
-    if verify or verify is None and lazy and tree.nbytes <= VERIFY_BYTES:
-        for node in tree.subtree:
-            for v in node.dataset.data_vars.values(): v.values   # every chunk read once: its checksum checked
+    if verify or verify is None and lazy and tree.nbytes <= VERIFY_BYTES:   # every chunk read once: its checksum checked
+        if path.is_dir():
+            for node in tree.subtree:
+                for v in node.dataset.data_vars.values(): v.values
+        else: _verify_netcdf(path)
     return tree
 
 # %% ../nbs/03_record.ipynb #c2b12ce2
