@@ -116,3 +116,16 @@ def test_empty_values_record(tmp_path, ext):
     for i in range(2): r.step(900 - i, per_object=(('object',), torch.zeros(0)), energy=float(i))
     rec = r.finish()
     assert rec.per_object.shape == (2, 0) and rec.energy.values.tolist() == [0., 1.]
+
+def test_schema_1_recordings_still_open(tmp_path):
+    "A recording written before schema 2 (no checksums, step/timestep in every group) opens as before."
+    p = tmp_path/'old.nc'
+    root = xr.Dataset({'energy': ('step', [3., 2., 1.]), 'timestep': ('step', [900., 800., 700.])}, coords={'step': [0, 1, 2]},
+                      attrs={'layoutlab_version': '0.1.0', 'prompt': 'a'})
+    att = xr.Dataset({'attention': (('step', 'layer', 'token', 'y', 'x'), np.full((2, 1, 3, 2, 2), .25, 'f4')),
+                      'token_text': ('token', ['<s>', 'a</w>', '</s>']), 'timestep': ('step', [900., 800.])},
+                     coords={'step': [0, 1], 'layer': ['mid'], 'token': [0, 1, 2]})   # killed between two writes: one step fewer
+    root.to_netcdf(p, engine='h5netcdf'); att.to_netcdf(p, engine='h5netcdf', group='attention_2x2', mode='a')
+    rec = load_recording(p)
+    assert rec.sizes['step'] == 2 and rec['attention_2x2'].attention.sizes['step'] == 2
+    assert 'timestep' in rec.coords and 'token_text' in rec['attention_2x2'].coords
