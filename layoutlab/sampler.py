@@ -187,6 +187,8 @@ def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline
                     warnings.warn(f"{method}: the latent holds NaN or inf from step {i} on (a seam's update "
                                   "overflowed?); the image will be blank", RuntimeWarning)
                 if recorder is not None: recorder.step(t, maps, index=i, **state.values)
-    finally:
-        recording = recorder.finish() if recorder is not None and recorder.w is not None else None
+    except BaseException:
+        if recorder is not None: recorder.close()   # keeps the steps recorded so far (partial file); never raises, so the run's own error is the one seen
+        raise
+    recording = recorder.finish() if recorder is not None and recorder.w is not None else None
     return Sample(decode(pipe, state.latents), state.latents, recording, layout)

@@ -1,7 +1,7 @@
-"A run killed mid-way leaves a readable recording holding the steps it finished."
+"A run killed mid-way leaves a readable (partial) recording holding the steps it finished."
 import subprocess, sys, signal, textwrap
 import pytest
-from layoutlab.record import load_recording, RecordingError
+from layoutlab.record import load_recording, partial_path, Recorder, RecordingError
 
 SCRIPT = textwrap.dedent('''
     import os, signal, sys
@@ -20,10 +20,15 @@ def test_killed_run_leaves_k_steps(tmp_path, ext):
     path, k = tmp_path/f'rec.{ext}', 3
     r = subprocess.run([sys.executable, '-c', SCRIPT, str(path), str(k)], capture_output=True)
     assert r.returncode == -signal.SIGKILL, r.stderr.decode()[-500:]
-    rec = load_recording(path)
-    assert rec.sizes['step'] == k
+    assert not path.exists()                                   # an unfinished run never takes the final name
+    with pytest.raises(RecordingError, match='unfinished one is at'): load_recording(path)
+    rec = load_recording(partial_path(path))
+    assert rec.sizes['step'] == k and rec.attrs['steps_completed'] == k
     att = rec['attention_8x8'].attention.load()
     assert att.sizes['step'] == k and bool(att.notnull().all())
+    # the killed process's lock died with it; the unfinished recording is replaced only when asked
+    with pytest.raises(RecordingError, match='overwrite'): Recorder(path)
+    Recorder(path, overwrite=True).close()
 
 def test_truncated_file_is_a_clear_error(tmp_path):
     src = tmp_path/'full.nc'
