@@ -185,6 +185,7 @@ def _step(self:Recorder,
         if var is None:
             self.w.dims(root, {d: s for d, s in zip(dims, v.shape)})
             var = self.w.series(root, name, dims, v.shape, 'f8' if v.dtype.kind in 'fc' else v.dtype)
+            self.w.resize(root, i + 1); var = self.w.get(root, name)   # a Zarr array is created empty: give it this step's row
         var[i] = v
     self.w.get(root, 'step')[i] = index; self.w.get(root, 'timestep')[i] = float(timestep)
     self.w.flush()
