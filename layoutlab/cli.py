@@ -140,8 +140,6 @@ def generate(layout:str=typer.Argument(None, help="a shipped layout's name or a 
         if format not in ('nc', 'zarr'): raise CLIError(f"--format must be nc or zarr, got {format!r}")
         if steps < 1: raise CLIError(f"--steps must be at least 1, got {steps}")
         quiet(verbose)
-        from layoutlab.layout import LayoutError
-        from layoutlab.record import RecordingError
         from layoutlab.methods import method_names
         if method not in method_names(): raise CLIError(f"unknown method {method!r}; available: {', '.join(method_names())}")
         lay = read_layout(layout, prompt, box)
@@ -156,7 +154,7 @@ def generate(layout:str=typer.Argument(None, help="a shipped layout's name or a 
             try: written += [f for f in [_figure(rec_path, out/'attention.png', res.image)] if f is not None]
             except Exception as e: typer.echo(f"warning: no attention figure ({type(e).__name__}: {e})", err=True)
         res.image.save(out/"image.png")
-    except (LayoutError, RecordingError, CLIError, ValueError, OSError) as e:
+    except (CLIError, ValueError, OSError) as e:       # LayoutError and RecordingError are ValueErrors
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1)
     typer.echo(f"wrote {', '.join(map(str, written + [out/'image.png']))}")
