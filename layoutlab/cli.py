@@ -136,6 +136,7 @@ def generate(layout:str=typer.Argument(None, help="a shipped layout's name or a 
              overwrite:bool=typer.Option(False, help="replace a recording already in DIR"),
              verbose:bool=typer.Option(False, help="show the libraries' warnings and loading bars"),
              device:str=typer.Option(None, help="torch device (default: cuda if available, else cpu)")):
+    rec = None
     try:
         if format not in ('nc', 'zarr'): raise CLIError(f"--format must be nc or zarr, got {format!r}")
         if steps < 1: raise CLIError(f"--steps must be at least 1, got {steps}")
@@ -155,6 +156,7 @@ def generate(layout:str=typer.Argument(None, help="a shipped layout's name or a 
             except Exception as e: typer.echo(f"warning: no attention figure ({type(e).__name__}: {e})", err=True)
         res.image.save(out/"image.png")
     except (CLIError, ValueError, OSError) as e:       # LayoutError and RecordingError are ValueErrors
+        if hasattr(rec, 'close'): rec.close()         # a Recorder that locks its file lets go of it (and keeps any partial file)
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1)
     typer.echo(f"wrote {', '.join(map(str, written + [out/'image.png']))}")

@@ -1,5 +1,6 @@
 "The installed `layoutlab` command, end to end, as a user runs it."
 import subprocess, json
+import pytest
 from layoutlab.record import load_recording
 
 def run(*args, cwd=None): return subprocess.run(['layoutlab', *args], capture_output=True, text=True, cwd=cwd)
@@ -95,3 +96,18 @@ def test_shipped_layouts_and_inline_layouts(tmp_path):
     _one_line_error(gen('two-shape'), 'shipped layouts: left-right')
     _one_line_error(gen('two-shapes', '--prompt', 'a red circle'), 'not both')
     _one_line_error(gen('two-shapes', '--cfg', '-1'), 'cfg must be a finite number >= 0')
+
+def _recorder_can_refuse():
+    import inspect
+    from layoutlab.record import Recorder
+    return 'overwrite' in inspect.signature(Recorder).parameters
+
+@pytest.mark.skipif(not _recorder_can_refuse(), reason="Recorder(overwrite=...) is not in this checkout")
+def test_an_existing_recording_needs_overwrite(tmp_path):
+    "The refusal comes before the model loads (one line, no progress bar); --overwrite replaces the recording."
+    args = ('generate', 'two-shapes', '--model', 'tiny-sd15', '--out', str(tmp_path), '--steps', '1', '--no-figure')
+    assert run(*args).returncode == 0
+    _one_line_error(run(*args), 'overwrite')
+    r = run(*args, '--overwrite', '--seed', '5')
+    assert r.returncode == 0, r.stderr
+    assert load_recording(tmp_path/'recording.nc').attrs['seed'] == 5
