@@ -75,3 +75,12 @@ def test_batches_negative_prompt_and_validation(pipe):
                     (dict(seed=-3), 'seed'), (dict(seed=[0, 'a']), 'seed'), (dict(seed=True), 'seed'), (dict(seed=[]), 'seed'),
                     (dict(num_images_per_prompt=0), 'num_images_per_prompt')]:
         with pytest.raises(ValueError, match=msg): sample(pipe, LAY, progress=False, **kw)
+
+def test_sdxl_negative_prompt_matches_diffusers():
+    xl = tiny_pipeline('sdxl')
+    ours = sample(xl, LAY, steps=3, cfg=5.0, negative_prompt='a green star', progress=False)
+    theirs = xl(LAY.prompt, negative_prompt='a green star', num_inference_steps=3, guidance_scale=5.0,
+                generator=torch.Generator().manual_seed(1), output_type='np').images[0]
+    assert np.abs(np.asarray(ours.image, dtype=np.float32) / 255 - theirs).max() < 2 / 255
+    plain = sample(xl, LAY, steps=3, cfg=5.0, progress=False)
+    assert not torch.equal(plain.latents, ours.latents)
