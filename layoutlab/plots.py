@@ -15,7 +15,8 @@ from .layout import Layout
 # %% auto #0
 __all__ = ['COLORS', 'KNOWN_CURVES', 'attention_groups', 'layer_names', 'short_layer', 'find_layers', 'token_table', 'layout_of',
            'token_positions', 'token_label', 'upsample', 'attention_map', 'show_layout', 'attention_over_image',
-           'curve_names', 'curves', 'map_names', 'gradsam_names', 'maps_panel', 'gradsam_panel', 'compare', 'overview']
+           'curve_names', 'curves', 'map_names', 'gradsam_names', 'maps_panel', 'gradsam_panel', 'compare', 'overview',
+           'spread_steps', 'attention_over_steps']
 
 # %% ../nbs/13_plots.ipynb #94bd420c
 def attention_groups(rec # a recording (DataTree)
@@ -385,4 +386,54 @@ def overview(rec, # a recording
             i = int(kind[-1])
             maps_panel(recs[i], step, iteration=iteration, image=imgs[i], fig=sf)
             if len(recs) == 2: sf.suptitle(_label(recs[i], i), fontsize=9)
+    return fig
+
+# %% ../nbs/13_plots.ipynb #fb0f0358
+def _phrases(rec, phrase):
+    if isinstance(phrase, (list, tuple)): return list(phrase)
+    if phrase is not None: return [phrase]
+    lay = layout_of(rec)
+    return [o.phrase for o in lay.objects] if lay is not None and lay.objects else [None]
+
+def spread_steps(n:int, # steps in the recording
+                 steps=6 # how many (evenly spread from first to last), or a list of step indices
+                )->list: # step indices in [0, n)
+    "Step indices to show."
+    if isinstance(steps, (int, np.integer)): return sorted({int(round(s)) for s in np.linspace(0, n - 1, max(1, min(int(steps), n)))})
+    for s in steps:
+        if not -n <= int(s) < n: raise ValueError(f"step {s} out of range: the recording has {n} steps")
+    return [int(s) % n for s in steps]
+
+def attention_over_steps(rec, # a recording with attention
+                         phrase=None, # a phrase (or token choice, see `token_positions`), a list of them (one row each), or None: each phrase of the layout
+                         steps=6, # how many steps, evenly spread from first to last, or a list of step indices
+                         layer=None, # see `find_layers` (None: the mean over all recorded layers)
+                         image=None, # the run's image, drawn first in each row with the phrase's box
+                         cmap:str='inferno', # colour map of the attention
+                         size:float=1.7 # panel size in inches
+                        ): # a matplotlib figure
+    "Each phrase's attention at a few steps, one row per phrase, with its box drawn on every panel."
+    idx, rows, lay = spread_steps(rec.sizes['step'], steps), _phrases(rec, phrase), layout_of(rec)
+    ts = rec['timestep'].values if 'timestep' in rec.variables or 'timestep' in rec.coords else None
+    first = int(image is not None)
+    fig, axs = plt.subplots(len(rows), len(idx) + first, figsize=(size * (len(idx) + first), size * len(rows) + .6),
+                            squeeze=False, layout='constrained')
+    for r, ph in enumerate(rows):
+        pos = token_positions(rec, ph)
+        maps = [attention_map(rec, s, layer, pos) for s in idx]
+        vmax = max(float(m.max()) for m in maps) or 1.
+        objs = [(k, o) for k, o in enumerate(lay.objects if lay is not None else []) if o.phrase == ph]
+        if first: axs[r, 0].imshow(_image_array(image), extent=(0, 1, 1, 0)); axs[r, 0].set_title('image' if r == 0 else '', fontsize=9)
+        for c, (s, m) in enumerate(zip(idx, maps)):
+            ax = axs[r, c + first]
+            ax.imshow(m, extent=(0, 1, 1, 0), cmap=cmap, vmin=0, vmax=vmax)
+            if r == 0: ax.set_title(f"step {s}" + (f"\nt={float(ts[s]):g}" if ts is not None else ''), fontsize=9)
+        for ax in axs[r]:
+            for k, o in objs:
+                x0, y0, x1, y1 = o.box
+                ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=COLORS[k % len(COLORS)], lw=2))
+            ax.set_xlim(0, 1); ax.set_ylim(1, 0); ax.set_xticks([]); ax.set_yticks([])
+        axs[r, 0].set_ylabel(f"“{token_label(rec, pos)}”", fontsize=9)
+    where = 'all layers' if layer is None else ', '.join(short_layer(l) for _, l in find_layers(rec, layer))
+    fig.suptitle(f"{rec.attrs.get('method', '')}: “{rec.attrs.get('prompt', '')}” · attention ({where}), one scale per row", fontsize=9)
     return fig

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_sampler.ipynb #8cda1a77
 from __future__ import annotations
-import json, warnings
+import copy, dataclasses, json, math, numbers, types, warnings
 from dataclasses import dataclass, field
 import numpy as np
 import torch
@@ -15,7 +15,9 @@ from .attention import capture_attention, select_layers, guidance_layers
 from .record import Recorder
 
 # %% auto #0
-__all__ = ['Conditioning', 'is_sdxl', 'encode', 'State', 'predict_noise', 'gaussian_init', 'Sample', 'decode', 'sample']
+__all__ = ['SEAMS', 'Conditioning', 'is_sdxl', 'encode', 'State', 'predict_noise', 'gaussian_init', 'Sample', 'decode',
+           'default_cfg', 'run_pipeline', 'describe_seam', 'run_seams', 'run_seeds', 'check_settings', 'sample',
+           'run_one']
 
 # %% ../nbs/04_sampler.ipynb #08b40dfe
 @dataclass
@@ -34,15 +36,16 @@ def is_sdxl(pipe)->bool: return hasattr(pipe, 'text_encoder_2')
 # %% ../nbs/04_sampler.ipynb #170ec1f6
 def encode(pipe, # a Stable Diffusion (1.x or XL) pipeline
            prompt:str, # the prompt
-           height:int, width:int # image size, for SDXL's time ids
+           height:int, width:int, # image size, for SDXL's time ids
+           negative_prompt:str=None # what the unconditional branch encodes (default: the pipeline's empty prompt)
           )->Conditioning:
     "Both CFG branches of the text conditioning, as the pipeline itself encodes them."
     dev = pipe.unet.device
     with torch.no_grad():
         if not is_sdxl(pipe):
-            cond, uncond = pipe.encode_prompt(prompt, dev, 1, True, None)
+            cond, uncond = pipe.encode_prompt(prompt, dev, 1, True, negative_prompt)
             return Conditioning(torch.cat([uncond, cond]))
-        cond, uncond, pooled, upooled = pipe.encode_prompt(prompt, device=dev, do_classifier_free_guidance=True)
+        cond, uncond, pooled, upooled = pipe.encode_prompt(prompt, device=dev, do_classifier_free_guidance=True, negative_prompt=negative_prompt)
         proj = pipe.text_encoder_2.config.projection_dim if pipe.text_encoder_2 is not None else int(pooled.shape[-1])
         ids = pipe._get_add_time_ids((height, width), (0, 0), (height, width), dtype=cond.dtype, text_encoder_projection_dim=proj)
         return Conditioning(torch.cat([uncond, cond]), dict(text_embeds=torch.cat([upooled, pooled]),
@@ -102,11 +105,17 @@ def gaussian_init(pipe, # the pipeline
 # %% ../nbs/04_sampler.ipynb #ad708c34
 @dataclass
 class Sample:
-    "The result of a run."
-    image:object # PIL image
-    latents:torch.Tensor # final latent z_0
-    recording:object=None # xarray DataTree, when recorded
+    "The result of a run: like a diffusers pipeline output, `.images` holds every image (`.image` is the first)."
+    image:object # PIL image (the first of the batch)
+    latents:torch.Tensor # final latents z_0, one row per image (b, c, h, w)
+    recording:object=None # xarray DataTree of the first image, when recorded
     layout:Layout=None # what was asked for
+    images:list=None # every PIL image, in seed order
+    recordings:list=None # one recording per image, when recorded
+    seeds:list=None # the seed of each image
+    def __post_init__(self):
+        if self.images is None: self.images = [self.image]
+        if self.recordings is None: self.recordings = [self.recording]
 
 def decode(pipe, latents):
     "Latents to a PIL image through the pipeline's VAE and image processor."
@@ -115,52 +124,165 @@ def decode(pipe, latents):
         img = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
     return pipe.image_processor.postprocess(img, output_type='pil', do_denormalize=[True])[0]
 
+# %% ../nbs/04_sampler.ipynb #037e6192
+def default_cfg(pipe # a pipeline
+               )->float: # its classifier-free guidance scale
+    "The CFG scale calibrated for the model (`layoutlab.methods.MODEL_DEFAULTS`), else Stable Diffusion's 7.5."
+    from layoutlab.methods import MODEL_DEFAULTS, model_kind   # methods imports this module: import here, not at the top
+    return float(MODEL_DEFAULTS.get(model_kind(pipe), {}).get('cfg', 7.5))
+
+def run_pipeline(pipe # the caller's pipeline
+                )->object: # a shallow copy sharing its models, with a DDIM scheduler of its own
+    "What one run may change: a copy of `pipe` (same UNet, VAE, text encoders) with its own DDIM scheduler."
+    run = copy.copy(pipe)
+    run.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    return run
+
+# %% ../nbs/04_sampler.ipynb #d8faf08a
+SEAMS = ('init', 'before_step', 'noise_pred', 'after_step', 'edit_attention')
+
+def _json_ready(v):
+    ok = (bool, int, float, str, type(None))
+    return isinstance(v, ok) or isinstance(v, (list, tuple)) and all(isinstance(x, ok) for x in v)
+
+def describe_seam(seam # a seam: a dataclass piece, an object, or a plain function
+                 )->dict: # {'piece': its class or function name, **its JSON-ready parameters}
+    "A seam as a recording's attrs hold it: what it is and how it was set."
+    if isinstance(seam, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)): return {'piece': seam.__qualname__}
+    params = {f.name: getattr(seam, f.name) for f in dataclasses.fields(seam)} if dataclasses.is_dataclass(seam) else {}
+    if isinstance(getattr(seam, 'params', None), dict): params.update(seam.params)
+    return {'piece': type(seam).__name__, **{k: list(v) if isinstance(v, tuple) else v for k, v in params.items() if _json_ready(v)}}
+
+def run_seams(pipe, # the pipeline (model-calibrated defaults of the preset)
+              method:str, # a preset name of `layoutlab.methods`, or 'none'
+              hand:dict, # seam name -> seam passed by hand (None: not passed)
+              overrides:dict # per piece class, parameters to change in the preset
+             )->tuple: # (seams, recorded method name, recorded parameters)
+    "The run's seams: the preset's, with seams passed by hand in their place; and how the recording names them."
+    from layoutlab.methods import preset
+    method = method or 'none'
+    if not isinstance(method, str): raise ValueError(f"method must be a preset name (a string), got {method!r}")
+    seams, params = preset(method, pipe, **overrides) if method != 'none' or overrides else ({}, {})
+    pieces = {type(s).__name__ for s in seams.values()}
+    if set(overrides) - pieces:
+        raise ValueError(f"unknown argument(s) {', '.join(sorted(set(overrides) - pieces))}: keyword overrides set a piece of the "
+                         f"method's preset, e.g. Guidance=dict(step_scale=0.5); method {method!r} has pieces: {', '.join(sorted(pieces)) or 'none'}")
+    custom = {k: v for k, v in hand.items() if v is not None and not (k in seams and describe_seam(v) == describe_seam(seams[k]))}
+    seams = {**seams, **{k: v for k, v in hand.items() if v is not None}}
+    params = {**params, **{k: describe_seam(v) for k, v in custom.items()}}
+    name = method if not custom else 'custom' if method == 'none' else f'{method}+custom'
+    return seams, name, params
+
+# %% ../nbs/04_sampler.ipynb #99d525ae
+def _is_int(x): return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+def run_seeds(seed, # an int, a list of ints, or None
+              n:int, # `num_images_per_prompt` (None: one image per seed)
+              layout:Layout # its seed is the default
+             )->list: # one seed per image
+    "The seeds of a run: a list as given, else `n` consecutive seeds from `seed` (default: the layout's, else 0)."
+    if n is not None and (not _is_int(n) or n < 1): raise ValueError(f"num_images_per_prompt must be an integer >= 1, got {n!r}")
+    seed = seed if seed is not None else (layout.seed if layout.seed is not None else 0)
+    if isinstance(seed, (list, tuple)):
+        if not seed: raise ValueError("seed is an empty list; give at least one seed")
+        if n is not None and n != len(seed): raise ValueError(f"num_images_per_prompt={n} but {len(seed)} seeds were given; pass one or the other")
+        seeds = list(seed)
+    else: seeds = [seed + k for k in range(n or 1)] if _is_int(seed) else [seed]
+    for s in seeds:
+        if not _is_int(s) or not 0 <= s < 2**64: raise ValueError(f"seed must be an integer in [0, 2**64), got {s!r}")
+    return [int(s) for s in seeds]
+
+def check_settings(steps, # DDIM steps
+                   cfg # classifier-free guidance scale
+                  ):
+    "Fail with a clear ValueError on steps < 1 or a guidance scale that is not a finite number >= 0."
+    if not _is_int(steps) or steps < 1: raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if isinstance(cfg, bool) or not isinstance(cfg, numbers.Real) or not math.isfinite(cfg) or cfg < 0:
+        raise ValueError(f"cfg must be a finite number >= 0, got {cfg!r}")
+
 # %% ../nbs/04_sampler.ipynb #762f44b8
 def _as_layout(x): return x if isinstance(x, Layout) else Layout(x) if isinstance(x, str) else Layout.from_dict(x)
 
-def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline
-           layout, # a `Layout` (or a plain prompt)
+def _prepare(seams, pipe, layout, **kw):
+    "Seams built per layout (a reference image, say) are built once, on the run's copy of the pipeline."
+    return {k: s.for_layout(pipe, layout, **kw) if hasattr(s, 'for_layout') else s for k, s in seams.items()}
+
+def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline; never changed
+           layout, # a `Layout`, a layout dict, or a plain prompt
+           method:str='none', # a preset of `layoutlab.methods` ('layout_control', 'winwinlay', 'ilgd', 'sali', ...) or 'none'
            steps:int=50, # DDIM steps
-           cfg:float=7.5, # classifier-free guidance scale
-           seed:int=None, # random seed (default: the layout's, else 0)
+           cfg:float=None, # classifier-free guidance scale (default: the model's, see `default_cfg`)
+           seed=None, # random seed, or a list of seeds for a batch (default: the layout's, else 0)
+           negative_prompt:str=None, # what the unconditional branch encodes (default: the empty prompt)
+           num_images_per_prompt:int=None, # images of consecutive seeds `seed, seed+1, ...` (default: one per seed)
            height:int=None, width:int=None, # image size (default: the UNet's native size)
            init=None, # seam: `init(pipe, shape, generator) -> z_T` (default: `gaussian_init`); an init with a `start` attribute starts the loop at that step
            before_step=None, # seam: `before_step(state) -> z_t`, guidance on the latent
            noise_pred=None, # seam: `noise_pred(state, eps) -> eps`, guidance on the prediction
            after_step=None, # seam: `after_step(state) -> z_{t-1}`, latent manipulation after the scheduler step
            edit_attention=None, # seam: `edit(name, scores, state) -> scores`, pre-softmax attention injection
-           recorder:Recorder=None, # records attention and logged values at every step
-           method:str='none', # method name, for the recording's attrs
-           params:dict=None, # method parameters, for the recording's attrs
+           recorder:Recorder=None, # records attention and logged values at every step (a batch: in memory only)
+           params:dict=None, # method parameters for the recording's attrs (default: each seam's class and parameters)
            model:str=None, # model id, for the recording's attrs
-           progress:bool=True # show a tqdm progress bar
+           progress:bool=True, # show a tqdm progress bar
+           **overrides # per piece class of the preset, parameters to change, e.g. `Guidance=dict(step_scale=0.5)`
           )->Sample:
-    "Sample an image for `layout` with DDIM + CFG, calling the seams and recording every step."
+    "Sample images for `layout` with DDIM + CFG and a method's seams, recording every step."
     layout = _as_layout(layout)
-    seed = seed if seed is not None else (layout.seed if layout.seed is not None else 0)
+    cfg = default_cfg(pipe) if cfg is None else cfg
+    check_settings(steps, cfg)
+    seeds = run_seeds(seed, num_images_per_prompt, layout)
+    hand = dict(init=init, before_step=before_step, noise_pred=noise_pred, after_step=after_step, edit_attention=edit_attention)
+    seams, name, described = run_seams(pipe, method, hand, overrides)
+    if params is not None: name = method or 'none'          # the caller describes its own seams
+    recorders = [recorder] * (recorder is not None)
+    if recorder is not None and len(seeds) > 1:
+        if recorder.path is not None: raise ValueError("a batch of seeds is recorded in memory: pass Recorder() without a path, or sample one seed at a time")
+        recorders = [recorder] + [copy.copy(recorder) for _ in seeds[1:]]
+    run = run_pipeline(pipe)
+    vsf = run.vae_scale_factor
+    height = height or run.unet.config.sample_size * vsf
+    width = width or run.unet.config.sample_size * vsf
+    if height % vsf or width % vsf: raise ValueError(f"height and width must be multiples of {vsf}, got {height}x{width}")
+    seams = _prepare(seams, run, layout, steps=steps, height=height, width=width, cfg=cfg)
+    attrs = dict(prompt=layout.prompt, negative_prompt=negative_prompt or '', layout=layout.to_json(),
+                 model=model or getattr(pipe, 'name_or_path', None) or type(pipe).__name__, method=name,
+                 params=described if params is None else params, steps=steps, cfg=cfg, height=height, width=width)
+    outs = [run_one(run, layout, s, steps, cfg, (height, width), seams, recorders[k] if recorders else None,
+                    dict(attrs, seed=s), negative_prompt, progress) for k, s in enumerate(seeds)]
+    images, latents, recordings = zip(*outs)
+    return Sample(images[0], torch.cat(latents), recordings[0], layout, list(images), list(recordings), seeds)
+
+# %% ../nbs/04_sampler.ipynb #56d02834
+def run_one(pipe, # the run's own pipeline (`run_pipeline`)
+            layout:Layout, # the layout
+            seed:int, # the seed of this image
+            steps:int, # DDIM steps
+            cfg:float, # classifier-free guidance scale
+            size:tuple, # (height, width) of the image
+            seams:dict, # seam name -> seam, prepared for the layout
+            recorder:Recorder, # or None
+            attrs:dict, # provenance for the recording
+            negative_prompt:str=None, # what the unconditional branch encodes
+            progress:bool=True # show a progress bar
+           )->tuple: # (PIL image, z_0, recording or None)
+    "One image: the DDIM + CFG loop, calling the seams and recording every step."
+    height, width = size
+    init, before_step, noise_pred, after_step, edit_attention = (seams.get(k) for k in SEAMS)
+    method, vsf = attrs['method'], pipe.vae_scale_factor
     tokens = layout.token_indices(pipe.tokenizer)
     ids = prompt_ids(pipe.tokenizer, layout.prompt)
-    if not isinstance(pipe.scheduler, DDIMScheduler): pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-    vsf = pipe.vae_scale_factor
-    height = height or pipe.unet.config.sample_size * vsf
-    width = width or pipe.unet.config.sample_size * vsf
-    if height % vsf or width % vsf: raise ValueError(f"height and width must be multiples of {vsf}, got {height}x{width}")
-    # seams built per layout may sample themselves (and reset the scheduler), so they are built before our schedule is set
-    prep = lambda seam: seam.for_layout(pipe, layout, steps=steps, height=height, width=width, cfg=cfg) if hasattr(seam, 'for_layout') else seam
-    init, before_step, noise_pred, after_step, edit_attention = map(prep, (init, before_step, noise_pred, after_step, edit_attention))
     sched = pipe.scheduler
     sched.set_timesteps(steps, device=pipe.unet.device)
     generator = torch.Generator(pipe.unet.device).manual_seed(seed)
-    cond = encode(pipe, layout.prompt, height, width)
+    cond = encode(pipe, layout.prompt, height, width, negative_prompt)
     shape = (1, pipe.unet.config.in_channels, height // vsf, width // vsf)
     state = State(pipe, layout, tokens, cond, cfg, list(sched.timesteps), generator=generator)
     state.latents = (init or gaussian_init)(pipe, shape, generator)
     rec_layers = select_layers(pipe.unet, recorder.layers) if recorder is not None and recorder.layers else []
     if recorder is not None:
         text = pipe.tokenizer.convert_ids_to_tokens(pipe.tokenizer(layout.prompt, padding='max_length', max_length=pipe.tokenizer.model_max_length)['input_ids'])
-        recorder.begin(rec_layers, text, len(ids), shape[-2:],
-                       dict(prompt=layout.prompt, layout=layout.to_json(), model=model or getattr(pipe, 'name_or_path', None) or type(pipe).__name__,
-                            method=method, params=params or {}, steps=steps, cfg=cfg, seed=seed, height=height, width=width))
+        recorder.begin(rec_layers, text, len(ids), shape[-2:], attrs)
     edit = (lambda name, s: edit_attention(name, s, state)) if edit_attention else None
     captured = list(dict.fromkeys(rec_layers + select_layers(pipe.unet, '*attn2')))
     wants_grad = getattr(noise_pred, 'wants_grad', lambda state: False)
@@ -180,7 +302,9 @@ def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline
                 maps = dict(cap.maps)                   # the step's own pass; later seams may run the UNet again
                 if noise_pred is not None: eps = noise_pred(state, eps)
                 eps = eps.detach()
-                with torch.no_grad(): state.latents = sched.step(eps, t, state.latents, eta=0.0, generator=generator).prev_sample
+                with torch.no_grad(): out = sched.step(eps, t, state.latents, eta=0.0, generator=generator)
+                state.latents = out.prev_sample
+                state.log('x0_pred', out.pred_original_sample[0], ('channel', 'lat_y', 'lat_x'))
                 if after_step is not None: state.latents = after_step(state).detach()
                 if not warned and not torch.isfinite(state.latents).all():
                     warned = True
@@ -191,4 +315,4 @@ def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline
         if recorder is not None: recorder.close()   # keeps the steps recorded so far (partial file); never raises, so the run's own error is the one seen
         raise
     recording = recorder.finish() if recorder is not None and recorder.w is not None else None
-    return Sample(decode(pipe, state.latents), state.latents, recording, layout)
+    return decode(pipe, state.latents), state.latents, recording
