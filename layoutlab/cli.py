@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_cli.ipynb #37064b85
 from __future__ import annotations
-import inspect, json, os
+import json, os
 from pathlib import Path
 import typer
 
