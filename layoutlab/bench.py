@@ -305,7 +305,7 @@ def dask_client(scheduler:str=None, # address of a running scheduler (tcp://host
                 workers:int=2, # worker processes of the LocalCluster, one thread each
                 gpu:bool=False, # tasks need a GPU: each worker offers resource GPU=1 and a task takes it
                 log=print):
-    "A Dask client on `scheduler`, or on a LocalCluster of `workers` processes; closed (and the cluster stopped) on exit."
+    "A Dask client on `scheduler`, or on a LocalCluster of `workers` processes (quiet: failures come back as task errors); closed on exit."
     import dask, logging
     from distributed import Client, LocalCluster
     cluster = None
@@ -320,7 +320,7 @@ def dask_client(scheduler:str=None, # address of a running scheduler (tcp://host
     else:
         with dask.config.set({'distributed.scheduler.allowed-failures': 3}):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=':0',
-                                   silence_logs=logging.ERROR, resources={'GPU': 1} if gpu else None)
+                                   silence_logs=logging.CRITICAL, resources={'GPU': 1} if gpu else None)
         client = Client(cluster)
     try:
         import bokeh; view = ''
