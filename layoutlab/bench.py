@@ -52,7 +52,7 @@ def near_boxes(placed:list, # per object, the box to overlap (where the unguided
     for _ in range(tries):
         boxes = []
         for x0, y0, x1, y1 in placed:
-            w = float(np.clip((x1 - x0) * rng.uniform(*scale), 0.05, 1)); h = float(np.clip((y1 - y0) * rng.uniform(*scale), 0.05, 1))
+            w = float(np.clip((x1 - x0) * rng.uniform(*scale), 0.02, 1)); h = float(np.clip((y1 - y0) * rng.uniform(*scale), 0.02, 1))
             cx, cy = (x0 + x1) / 2 + rng.uniform(-.5, .5) * w, (y0 + y1) / 2 + rng.uniform(-.5, .5) * h
             bx, by = float(np.clip(cx - w / 2, 0, 1 - w)), float(np.clip(cy - h / 2, 0, 1 - h))
             boxes.append((round(bx, 3), round(by, 3), round(bx + w, 3), round(by + h, 3)))
@@ -440,7 +440,7 @@ def _start(command, model, device, steps, cfg, seed0, regime, record, out, log, 
     "Configuration, run spec and the rows already on disk."
     out, stream, nc = _outputs(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    config = _plain(dict(command=command, model=model, steps=steps, cfg=cfg, seed0=seed0, regime=regime, **config))
+    config = _plain(dict(command=command, model=model, device=str(device) if device else None, steps=steps, cfg=cfg, seed0=seed0, regime=regime, **config))
     done = read_rows(stream, config)
     if done: log(f"resuming: {len(done)} rows already in {stream}")
     if record: Path(record).mkdir(parents=True, exist_ok=True)
