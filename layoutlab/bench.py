@@ -285,12 +285,15 @@ class RowStream:
     def __init__(self, path:Path, done:dict=None):
         self.path, self.done = Path(path), dict(done or {})
         self.written = 0 # rows written by this stream
+        self.cut = False # the file ends in a row cut short by a kill: start on a new line
+        if self.path.exists() and self.path.stat().st_size:
+            with open(self.path, 'rb') as f: f.seek(-1, 2); self.cut = f.read(1) != b'\n'
     def write(self, row:dict)->bool:
         "Append `row` unless its key is already there; True when written."
         if row['key'] in self.done: return False
-        cut = self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b'\n')
         with open(self.path, 'a') as f:
-            f.write(('\n' if cut else '') + json.dumps(row) + '\n'); f.flush(); os.fsync(f.fileno())
+            f.write(('\n' if self.cut else '') + json.dumps(row) + '\n'); f.flush(); os.fsync(f.fileno())
+        self.cut = False
         self.done[row['key']] = row; self.written += 1
         return True
 
