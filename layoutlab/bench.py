@@ -410,9 +410,13 @@ def open_recordings(folder, # the `--record` folder: one `<task key>.zarr` per r
     for p in paths:
         tree = load_recording(p)
         lay = json.loads(tree.attrs.get('layout') or 'null') or {}
-        dss.append(tree[group].to_dataset().expand_dims(run=[p.stem]).assign_coords(
+        ds = tree[group].to_dataset()
+        ds = ds.assign_coords({d: np.arange(k) for d, k in ds.sizes.items() if d not in ds.indexes})  # index every dimension, so runs of different sizes align
+        ds = ds.reset_coords()  # per-run coordinates (timestep, token_text) get the run dimension
+        dss.append(ds.expand_dims(run=[p.stem]).assign_coords(
             method=('run', [tree.attrs.get('method', 'none')]), seed=('run', [lay.get('seed', -1)])))
-    return xr.concat(dss, 'run', join='outer', combine_attrs='drop', coords='different', compat='equals')
+    out = xr.concat(dss, 'run', join='outer', combine_attrs='drop', data_vars='all', coords='minimal')
+    return out.set_coords([c for c in ('timestep', 'token_text') if c in out])
 
 # %% ../nbs/19_bench.ipynb #6e38f162
 def _check(n=1, n_sweep=0, steps=1, workers=1, methods=(), regime='away'):
