@@ -206,6 +206,8 @@ def worker_pipeline(model:str, # a `load_pipeline` name
     "This process's pipeline for (model, device), loaded on first use: a Dask worker loads it once, not once per task."
     if (model, device) not in _PIPES:
         import torch; torch.set_num_threads(1)
+        from diffusers.utils import logging as dlog; from transformers.utils import logging as tlog
+        dlog.disable_progress_bar(); tlog.disable_progress_bar()  # the task bar is the one to watch
         from layoutlab.models import load_pipeline
         _PIPES[model, device] = load_pipeline(model, device=device)
         _LOADS[model, device] = _LOADS.get((model, device), 0) + 1
