@@ -10,7 +10,7 @@ import typer
 
 # %% auto #0
 __all__ = ['app', 'LAYOUTS', 'main', 'CLIError', 'ModelNotAvailable', 'quiet', 'load_pipeline', 'layout_names', 'find_layout',
-           'parse_box', 'read_layout', 'layouts', 'generate', 'bench', 'readme_text', 'readme']
+           'parse_box', 'read_layout', 'layouts', 'generate', 'bench', 'sweep', 'readme_text', 'readme']
 
 # %% ../nbs/16_cli.ipynb #ec6ece13
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -165,24 +165,61 @@ def generate(layout:str=typer.Argument(None, help="a shipped layout's name or a 
     typer.echo(f"wrote {', '.join(map(str, written + [out/'image.png']))}")
 
 # %% ../nbs/16_cli.ipynb #bb8bb812
+def _bench_errors():
+    from layoutlab.bench import BenchError
+    from layoutlab.models import ModelNotAvailable
+    return (BenchError, ModelNotAvailable, ValueError, OSError)
+
+def _run_on_dask(run, out:Path, **kw):
+    "Run `run_benchmark` or `run_sweep`; bad input or a failed task ends in one line, Ctrl-C keeps the rows for a rerun."
+    try: run(out=out, log=typer.echo, **kw)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: finished rows are in {out.with_suffix('.jsonl')}; rerun the same command to resume", err=True)
+        raise typer.Exit(130)
+    except _bench_errors() as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1)
+
 @app.command()
 def bench(model:str=typer.Option("shapes", help="model to benchmark"),
           n:int=typer.Option(100, help="number of two-object layouts"),
           methods:str=typer.Option("", help="comma-separated presets (default: all)"),
           steps:int=typer.Option(50, help="DDIM steps"),
           sweep_n:int=typer.Option(30, help="layouts of the calibration sweep run first (0: none, the model's defaults)"),
-          workers:int=typer.Option(2, help="processes, one torch thread each"),
-          out:Path=typer.Option(Path("bench.json"), help="JSON file for rows and summary (rows also stream to .jsonl)"),
-          device:str=typer.Option(None, help="torch device")):
-    "Run the layout benchmark: calibration sweep, then mean IoU with the requested boxes and seconds per image, per method."
-    try:
-        from layoutlab.bench import run_benchmark
-        load_pipeline(model, device=device)  # fail here, with one line, on an unknown model
-        run_benchmark(model, n=n, n_sweep=sweep_n, methods=[m for m in methods.split(',') if m] or None, workers=workers,
-                      steps=steps, out=out, device=device, log=typer.echo)
-    except (ModelNotAvailable, ValueError, OSError) as e:
+          workers:int=typer.Option(2, help="local worker processes, one torch thread each (without --scheduler)"),
+          scheduler:str=typer.Option(None, help="address of a running Dask scheduler, tcp://HOST:PORT (default: a local cluster)"),
+          out:Path=typer.Option(Path("bench.json"), help="summary JSON; rows stream to .jsonl (a rerun resumes from it), the Dataset goes to .nc"),
+          regime:str=typer.Option("away", help="layout regime: away, near or random"),
+          record:Path=typer.Option(None, help="folder for one Zarr recording per run"),
+          device:str=typer.Option(None, help="torch device of the workers"),
+          progress:bool=typer.Option(True, help="progress bar over tasks")):
+    "Run the layout benchmark on Dask: calibration sweep, then mean IoU with the requested boxes and seconds per image, per method."
+    from layoutlab.bench import run_benchmark
+    _run_on_dask(run_benchmark, out, model=model, n=n, n_sweep=sweep_n, methods=[m for m in methods.split(',') if m] or None,
+                 workers=workers, scheduler=scheduler, steps=steps, regime=regime, record=record, device=device, progress=progress)
+
+# %% ../nbs/16_cli.ipynb #3842d18f
+@app.command()
+def sweep(param:list[str]=typer.Option(..., help="Piece.field=v1,v2,... (repeat for a grid), e.g. --param Guidance.r=0.06,0.12,0.25"),
+          methods:str=typer.Option("winwinlay", help="comma-separated presets to sweep"),
+          model:str=typer.Option("shapes", help="model"),
+          n:int=typer.Option(10, help="number of two-object layouts"),
+          steps:int=typer.Option(50, help="DDIM steps"),
+          workers:int=typer.Option(2, help="local worker processes, one torch thread each (without --scheduler)"),
+          scheduler:str=typer.Option(None, help="address of a running Dask scheduler, tcp://HOST:PORT (default: a local cluster)"),
+          out:Path=typer.Option(Path("sweep.json"), help="summary JSON; rows stream to .jsonl (a rerun resumes from it), the Dataset goes to .nc"),
+          regime:str=typer.Option("away", help="layout regime: away, near or random"),
+          record:Path=typer.Option(None, help="folder for one Zarr recording per run"),
+          device:str=typer.Option(None, help="torch device of the workers"),
+          progress:bool=typer.Option(True, help="progress bar over tasks")):
+    "Sweep a grid of method parameters on Dask: every method × grid point × layout, plus the unguided runs."
+    from layoutlab.bench import run_sweep, parse_param
+    try: params = dict(parse_param(p) for p in param)
+    except _bench_errors() as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1)
+    _run_on_dask(run_sweep, out, model=model, params=params, methods=[m for m in methods.split(',') if m], n=n, steps=steps,
+                 workers=workers, scheduler=scheduler, regime=regime, record=record, device=device, progress=progress)
 
 # %% ../nbs/16_cli.ipynb #f33430e0
 import json as _json
