@@ -4,24 +4,24 @@
 
 # %% ../nbs/19_bench.ipynb #c8d15766
 from __future__ import annotations
-import time, json, os, sys, uuid, itertools, inspect
+import time, json, os, sys, uuid, itertools
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np
 from .layout import Layout
-from .sampler import sample
+from .sampler import sample, default_cfg
 from .methods import preset, method_names
 from .shapes import scene, detect
 from .metrics import layout_iou, presence, box_iou
 
 # %% auto #0
 __all__ = ['REGIMES', 'BENCH_METHODS', 'SWEEPS', 'PUBLISHED', 'away_boxes', 'near_boxes', 'regime_boxes', 'unguided_layout',
-           'bench_layouts', 'default_cfg', 'run_method', 'summarize', 'table', 'layout_at', 'best_values', 'BenchError',
-           'Task', 'worker_pipeline', 'layout_task', 'method_task', 'read_rows', 'RowStream', 'dask_client',
-           'run_tasks', 'results_dataset', 'open_recordings', 'run_benchmark', 'parse_param', 'run_sweep',
-           'method_figure', 'inner_iteration_report', 'calibration_figure']
+           'bench_layouts', 'run_method', 'summarize', 'table', 'layout_at', 'best_values', 'BenchError', 'Task',
+           'worker_pipeline', 'layout_task', 'method_task', 'read_rows', 'RowStream', 'dask_client', 'run_tasks',
+           'results_dataset', 'open_recordings', 'run_benchmark', 'parse_param', 'run_sweep', 'method_figure',
+           'inner_iteration_report', 'calibration_figure']
 
 # %% ../nbs/19_bench.ipynb #2134d141
 def away_boxes(avoid:list, # per object, the box to stay away from (None: anything goes)
@@ -108,10 +108,6 @@ def bench_layouts(pipe, # the pipeline whose unguided placements the boxes refer
     out = [unguided_layout(pipe, seed0 + k, steps=steps, cfg=cfg, regime=regime, progress=progress) for k in range(n)]
     return [l for l, _ in out], [dict(r, layout=k) for k, (_, r) in enumerate(out)]
 
-def default_cfg(pipe)->float:
-    "The CFG scale calibrated for the model (`MODEL_DEFAULTS`), else SD's 7.5."
-    from layoutlab.methods import MODEL_DEFAULTS, model_kind
-    return float(MODEL_DEFAULTS.get(model_kind(pipe), {}).get('cfg', 7.5))
 
 def _row(method, k, lay, dets, seconds):
     iou = layout_iou(dets, lay.objects)
@@ -217,8 +213,7 @@ def _recorder(spec, task):
     if not spec.get('record'): return None
     from layoutlab.record import Recorder
     # a task rerun after its worker died replaces the partial recording it started
-    kw = dict(overwrite=True) if 'overwrite' in inspect.signature(Recorder).parameters else {}
-    return Recorder(Path(spec['record'])/f"{task.key}.zarr", **kw)
+    return Recorder(Path(spec['record'])/f"{task.key}.zarr", overwrite=True)
 
 def _stamp(row, spec, task):
     "The row with its task key, run configuration and where/when it was made."

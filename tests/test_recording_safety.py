@@ -150,7 +150,6 @@ def test_recorder_deletes_only_through_the_guarded_helper():
     src = (Path(layoutlab.__file__).parent/'record.py').read_text()
     assert "mode='w')" not in src and "'w')" not in src      # writers open exclusively ('w-'): never truncate
 
-@pytest.mark.xfail(strict=True, reason="bench.py deletes an existing X.jsonl (issue 9 item 5; fixed on another branch)")
 def test_no_module_deletes_outside_the_guarded_helper():
     calls = _deleting_calls()
     assert all((m, fn) == ('record', '_discard_recording') for m, fn, _ in calls), calls
