@@ -105,7 +105,7 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
     return z.detach()
 Guidance.__call__ = _guidance_call
 
-# %% ../nbs/09_methods.ipynb #ca344420
+# %% ../nbs/09_methods.ipynb #e039fca8
 @dataclass
 class RandomKick:
     "Random latent moves with the norms of a guided run's updates: the null of `Guidance`."
