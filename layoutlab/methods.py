@@ -15,8 +15,8 @@ from .update import (backprop_step, layout_control_step_size, layout_control_sto
 from .sampler import predict_noise
 
 # %% auto #0
-__all__ = ['STOP_CODES', 'MODEL_DEFAULTS', 'ABLATIONS', 'EXTRA', 'check_fields', 'Guidance', 'Injection', 'LossGuidance',
-           'SpatialAware', 'GradSAMFromReference', 'model_kind', 'method_names', 'preset']
+__all__ = ['STOP_CODES', 'MODEL_DEFAULTS', 'ABLATIONS', 'EXTRA', 'check_fields', 'Guidance', 'RandomKick', 'kick_norms',
+           'Injection', 'LossGuidance', 'SpatialAware', 'GradSAMFromReference', 'model_kind', 'method_names', 'preset']
 
 # %% ../nbs/09_methods.ipynb #a7b9c1d3
 import numbers
@@ -109,12 +109,14 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
         if rule: stop = rule; break
         grad, = torch.autograd.grad(E['total'], z)
         add('grad_norm', grad.norm()); add('grad_map', grad_norm_map(grad)[0])
+        z_prev = z.detach()
         if self.update == 'backprop':
             s = self.step_scale * layout_control_step_size(scale=self.scale, alpha_bar_t=abar)
             z = backprop_step(z.detach(), grad, s); add('step_size', s)
         else:
             z, info = langevin_step(z.detach(), eps.detach(), grad, abar, r=self.r, generator=state.generator, xi_norm=self.xi_norm)
             for k in ('nu', 'xi', 'score_norm'): add(k, info[k][0])
+        add('update_norm', (z - z_prev).norm())
     dims = {'energy_object': ('object',), 'inside': ('object',), 'energy_aef': ('object',), 'energy_kl': ('object',),
             'grad_map': ('lat_y', 'lat_x'), 'guidance_attention': ('object', 'att_y', 'att_x')}
     for k, vs in logs.items():
@@ -125,6 +127,43 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
     state.log('stop', STOP_CODES[stop])
     return z.detach()
 Guidance.__call__ = _guidance_call
+
+# %% ../nbs/09_methods.ipynb #e039fca8
+@dataclass
+class RandomKick:
+    "Random latent moves with the norms of a guided run's updates: the null of `Guidance`."
+    norms:dict # step index -> per-iteration update norms (e.g. `kick_norms(guided_recording)`)
+    seed:int=0 # seed of the random directions
+    layers:object=None # attention layers read (None: as `Guidance`)
+    def __call__(self, state)->torch.Tensor:
+        z, ns = state.latents, [float(n) for n in self.norms.get(state.i, []) if math.isfinite(n)]
+        if not ns or not state.layout.objects: return z
+        layers = guidance_layers(state.pipe.unet) if self.layers is None else select_layers(state.pipe.unet, self.layers)
+        from layoutlab.attention import grid_size
+        hw = lambda q: grid_size(q, z.shape[-1] / z.shape[-2])
+        g = torch.Generator().manual_seed(self.seed * 100_003 + state.i)
+        n_it = max(len(v) for v in self.norms.values()) + 1
+        atts, moved = [], []
+        for it in range(len(ns) + 1):
+            state.capture.clear()
+            with torch.no_grad(): predict_noise(state, z, cfg=False)
+            atts.append(_phrase_attention({k: state.capture.maps[k][-1:] for k in layers}, state.tokens, hw))
+            if it == len(ns): break
+            u = torch.randn(z.shape, generator=g).to(z)
+            z_new = z + ns[it] * u / u.norm()
+            moved.append((z_new - z).norm().float().cpu()); z = z_new
+        pad = lambda v: torch.cat([v, torch.full((n_it - len(v),) + v.shape[1:], float('nan'))])
+        state.log('guidance_attention', pad(torch.stack(atts)), ('iteration', 'object', 'att_y', 'att_x'))
+        state.log('update_norm', pad(torch.stack(moved)), ('iteration',))
+        return z
+
+def kick_norms(rec # a recording of a `Guidance` run
+              )->dict: # step index -> per-iteration update norms
+    "The update norms of a guided recording, in the form `RandomKick` takes."
+    if 'update_norm' not in rec.variables: raise ValueError("the recording holds no `update_norm` (not a `Guidance` run)")
+    v = rec['update_norm']
+    return {int(s): [float(x) for x in v.sel(step=s).values if np.isfinite(x)] for s in v.step.values
+            if np.isfinite(v.sel(step=s).values).any()}
 
 # %% ../nbs/09_methods.ipynb #7dc13b21
 @dataclass

@@ -9,7 +9,9 @@ import torch
 from scipy.optimize import least_squares, minimize
 
 # %% auto #0
-__all__ = ['softmax', 'mask_grad', 'check_theorem41', 'ratio_growth', 'nash_weights', 'corollary42_check']
+__all__ = ['GAINS', 'STATES', 'softmax', 'mask_grad', 'check_theorem41', 'ratio_growth', 'nash_weights', 'corollary42_check',
+           'inbox_state', 'pair_gains', 'energy_layers', 'phrase_maps', 'theorem41_report', 'synthetic_recording',
+           'theorem41_plot']
 
 # %% ../nbs/15_theory.ipynb #e4e1de33
 def softmax(v:np.ndarray # logits (n,)
@@ -121,3 +123,200 @@ def corollary42_check(n_pairs:int=200, # random gradient pairs
         out['cos'].append(np.cos(th)); out['norm_ratio'].append(n2 / n1); out['alpha_ratio'].append(a[0] / a[1])
         out['rel_err'].append(abs(a[0] / a[1] / (n2 / n1) - 1)); out['c'].append(a[0] * n1); out['c_pred'].append(1 / np.sqrt(1 + np.cos(th)))
     return {k: np.array(v) for k, v in out.items()}
+
+# %% ../nbs/15_theory.ipynb #b268235a
+import json, math
+import xarray as xr
+
+def inbox_state(a:np.ndarray, # (h, w) attention map of one phrase
+                mask:np.ndarray # (h, w) box mask on the same grid
+               )->dict: # inside, inbox_entropy, coverage, top_share
+    "How one phrase's attention sits in its box: the in-box share of its mass, and how spread the in-box part is."
+    a, m = np.asarray(a, np.float64).ravel(), np.asarray(mask).ravel() > 0.5
+    inb = a[m].sum() if m.any() else 0.
+    if not inb > 0: return dict(inside=np.nan, inbox_entropy=np.nan, coverage=np.nan, top_share=np.nan)
+    q = a[m] / inb
+    h = float(-(q * np.log(np.clip(q, 1e-300, None))).sum())
+    top = max(1, math.ceil(0.1 * len(q)))
+    return dict(inside=float(inb / a.sum()), inbox_entropy=h, coverage=float(np.exp(h) / len(q)),
+                top_share=float(np.sort(q)[::-1][:top].sum()))
+
+def pair_gains(a0:np.ndarray, # (h, w) phrase attention before an update
+               a1:np.ndarray, # (h, w) the same after it
+               mask:np.ndarray # (h, w) box mask
+              )->dict: # n_pairs, order_kept, log_ratio_gain, gain_positive, predicted_gain, slope, gain_corr
+    "Theorem 4.1 on two maps: over in-box pairs with q_j > q_k, are orders kept and do log-ratios grow as predicted?"
+    a0, a1 = np.asarray(a0, np.float64).ravel(), np.asarray(a1, np.float64).ravel()
+    m = np.asarray(mask).ravel() > 0.5
+    out = dict(n_pairs=0, order_kept=np.nan, log_ratio_gain=np.nan, gain_positive=np.nan, predicted_gain=np.nan, slope=np.nan, gain_corr=np.nan)
+    if m.sum() < 2 or not (a0[m].sum() > 0 and a1[m].sum() > 0): return out
+    q0, q1 = a0[m] / a0[m].sum(), a1[m] / a1[m].sum()
+    j, k = np.triu_indices(len(q0), 1)
+    j, k = np.where(q0[j] >= q0[k], j, k), np.where(q0[j] >= q0[k], k, j)      # j the richer of each pair
+    keep = (q0[j] > q0[k]) & (q0[k] > 0) & (q1[j] > 0) & (q1[k] > 0)
+    j, k = j[keep], k[keep]
+    if not len(j): return out
+    d = (np.log(q1[j]) - np.log(q1[k])) - (np.log(q0[j]) - np.log(q0[k]))
+    inside = a0[m].sum() / a0.sum()
+    pred = (1 - inside) * (q0[j] - q0[k])
+    slope = float(np.polyfit(pred, d, 1)[0]) if len(j) > 2 and np.ptp(pred) > 0 else np.nan
+    corr = float(np.corrcoef(pred, d)[0, 1]) if len(j) > 2 and np.ptp(pred) > 0 and np.ptp(d) > 0 else np.nan
+    return dict(n_pairs=int(len(j)), order_kept=float(np.mean(q1[j] > q1[k])), log_ratio_gain=float(d.mean()),
+                gain_positive=float(np.mean(d > 0)), predicted_gain=float(pred.mean()), slope=slope, gain_corr=corr)
+
+# %% ../nbs/15_theory.ipynb #d5304fb8
+def _default_energy_layers(names:list)->list:
+    "The mid block and the first cross-attention up block among layer names (the rule of `guidance_layers`)."
+    ups = sorted({int(n.split('.')[1]) for n in names if n.startswith('up_blocks.')})
+    first = f'up_blocks.{ups[0]}.' if ups else None
+    return [n for n in names if n.startswith('mid_block.')] + [n for n in names if first and n.startswith(first)]
+
+def _attention_groups(rec): return [g for g in rec.children if g.startswith('attention_')]
+
+def energy_layers(rec # a recording
+                 )->list: # recorded layer names the guidance energy reads
+    "The recorded layers of the run's guidance energy: its `layers` parameter, else the default rule."
+    from fnmatch import fnmatch
+    names = [str(l) for g in _attention_groups(rec) for l in rec[g].layer.values]
+    params = json.loads(rec.attrs.get('params') or '{}')
+    want = next((p['layers'] for p in params.values() if isinstance(p, dict) and p.get('layers')), None)
+    if want is None: return _default_energy_layers(names)
+    pats = [want] if isinstance(want, str) else list(want)
+    return [n for n in names if any(n == p or fnmatch(n, p) for p in pats)]
+
+def phrase_maps(rec, # a recording with attention groups
+                layers:list=None # layer names (default: `energy_layers(rec)`)
+               )->xr.DataArray: # (step, [head,] object, y, x)
+    "Each object's phrase attention at every recorded step, averaged over phrase tokens and energy layers."
+    from layoutlab.plots import token_positions, layout_of
+    lay, layers = layout_of(rec), layers or energy_layers(rec)
+    groups = [(g, [l for l in rec[g].layer.values if str(l) in layers]) for g in _attention_groups(rec)]
+    groups = [(g, ls) for g, ls in groups if ls]
+    if not groups: raise ValueError(f"the recording holds none of the energy layers {layers}")
+    H, W = max(rec[g].sizes['y'] for g, _ in groups), max(rec[g].sizes['x'] for g, _ in groups)
+    total, dims = 0, None
+    for g, ls in groups:
+        a = rec[g].attention.sel(layer=ls)
+        per = xr.concat([a.sel(token=token_positions(rec, o.phrase)).mean('token') for o in lay.objects], 'object').sum('layer')
+        dims = ['step'] + (['head'] if 'head' in per.dims else []) + ['object']
+        v = torch.as_tensor(np.asarray(per.transpose(*dims, 'y', 'x').values, np.float32))
+        lead = v.shape[:-2]
+        total = total + torch.nn.functional.interpolate(v.reshape(-1, 1, *v.shape[-2:]), size=(H, W), mode='nearest').reshape(*lead, H, W)
+    n = sum(len(ls) for _, ls in groups)
+    return xr.DataArray((total / n).numpy(), dims=dims + ['y', 'x'],
+                        coords=dict(step=rec['step'].values, object=[o.phrase for o in lay.objects]))
+
+# %% ../nbs/15_theory.ipynb #cb1d775c
+GAINS = ('n_pairs', 'order_kept', 'log_ratio_gain', 'gain_positive', 'predicted_gain', 'slope', 'gain_corr')
+STATES = ('inside', 'inbox_entropy', 'coverage', 'top_share')
+
+def _box_masks(lay, h, w): return lay.masks(h, w).cpu().numpy() > 0.5
+
+def _transitions(maps:np.ndarray, masks:np.ndarray)->dict:
+    "Gains between consecutive maps along the second-to-last-but-two axis: maps (..., t, object, h, w)."
+    lead, T, O = maps.shape[:-4], maps.shape[-4], maps.shape[-3]
+    out = {k: np.full(lead + (max(T - 1, 0), O), np.nan) for k in GAINS}
+    for idx in np.ndindex(*lead, max(T - 1, 0), O):
+        *l, t, o = idx
+        a0, a1 = maps[(*l, t, o)], maps[(*l, t + 1, o)]
+        if not (np.isfinite(a0).all() and np.isfinite(a1).all()): continue
+        for k, v in pair_gains(a0, a1, masks[o]).items(): out[k][idx] = v
+    return out
+
+def _states(maps:np.ndarray, masks:np.ndarray)->dict:
+    out = {k: np.full(maps.shape[:-2], np.nan) for k in STATES}
+    for idx in np.ndindex(*maps.shape[:-2]):
+        if np.isfinite(maps[idx]).all():
+            for k, v in inbox_state(maps[idx], masks[idx[-1]]).items(): out[k][idx] = v
+    return out
+
+def theorem41_report(rec, # a recording (DataTree) of a guided run, or of a control with `require_guidance=False`
+                     layers:list=None, # energy layers for the across-step part (default: `energy_layers(rec)`)
+                     require_guidance:bool=True # refuse a recording without inner-iteration attention
+                    )->xr.Dataset:
+    "Theorem 4.1's quantities over a run's inner iterations and across its steps, per object."
+    from layoutlab.plots import layout_of
+    lay = layout_of(rec)
+    if lay is None or not lay.objects: raise ValueError("the recording holds no layout with boxes: nothing to measure")
+    has_inner = 'guidance_attention' in rec.variables
+    if require_guidance and not has_inner:
+        raise ValueError(f"the recording holds no guidance (no `guidance_attention`; method {rec.attrs.get('method')!r}); "
+                         "read an unguided control with require_guidance=False")
+    ds = xr.Dataset(coords=dict(step=rec['step'].values, object=[o.phrase for o in lay.objects]),
+                    attrs=dict(method=str(rec.attrs.get('method')), seed=str(rec.attrs.get('seed')), layout=lay.to_json()))
+    if has_inner:
+        ga = rec['guidance_attention']
+        v = np.asarray(ga.values, np.float64)                              # (step, iteration, object, h, w)
+        m = _box_masks(lay, *v.shape[-2:])
+        for k, x in _transitions(v, m).items(): ds[k] = (('step', 'transition', 'object'), x)
+        for k, x in _states(v, m).items(): ds[k] = (('step', 'iteration', 'object'), x)
+    if _attention_groups(rec):
+        pm = phrase_maps(rec, layers)
+        avg = pm.mean('head') if 'head' in pm.dims else pm
+        v = np.asarray(avg.transpose('step', 'object', 'y', 'x').values, np.float64)
+        m = _box_masks(lay, *v.shape[-2:])
+        for k, x in _transitions(v[None], m).items(): ds['across_' + k] = (('step', 'object'), np.concatenate([x[0], np.full((1, x.shape[-1]), np.nan)]))
+        for k, x in _states(v, m).items(): ds['across_' + k] = (('step', 'object'), x)
+        if 'head' in pm.dims:
+            h = np.asarray(pm.transpose('head', 'step', 'object', 'y', 'x').values, np.float64)
+            for k, x in _transitions(h, m).items():
+                ds['head_' + k] = (('head', 'step', 'object'), np.concatenate([x, np.full(x.shape[:1] + (1, x.shape[-1]), np.nan)], 1))
+    for k in ds.data_vars: ds[k].attrs['long_name'] = k.replace('across_', 'across steps: ').replace('head_', 'per head: ').replace('_', ' ')
+    return ds
+
+# %% ../nbs/15_theory.ipynb #cc9298a9
+def synthetic_recording(bias:bool=True, # the theorem's update (True) or a uniform shift plus noise (False)
+                        steps:int=6, # steps
+                        iterations:int=4, # inner iterations per step
+                        beta:float=3.0, # step size of the logits
+                        seed:int=0 # random seed
+                       )->xr.DataTree: # a recording of one object, "red circle" in box [0.25, 0.25, 0.75, 0.625]
+    "A recording whose attention moves as Theorem 4.1 says (or not), for testing `theorem41_report`."
+    from layoutlab.layout import Layout
+    rng = np.random.default_rng(seed)
+    lay = Layout('a red circle', [dict(phrase='red circle', box=[0.25, 0.25, 0.75, 0.625])], seed=seed)
+    m = _box_masks(lay, 8, 8)[0].ravel()
+    def move(v):
+        if bias: return v + beta * mask_grad(v, m)
+        return v + m * (beta * 0.05 + 0.05 * rng.normal(size=v.shape))
+    v, ga, att = rng.normal(size=64), [], []
+    for s in range(steps):
+        it = []
+        for k in range(iterations + 1):
+            it.append(softmax(v).reshape(8, 8))
+            if k < iterations: v = move(v)
+        ga.append(it); att.append(softmax(v).reshape(8, 8)); v = move(v)
+    ga = np.array(ga)[:, :, None]                                          # (step, iteration, object, y, x)
+    text = ['<|startoftext|>', 'a</w>', 'red</w>', 'circle</w>', '<|endoftext|>']
+    tok = np.zeros((steps, 1, len(text), 8, 8)); tok[:, 0, 2] = tok[:, 0, 3] = np.array(att)
+    attrs = dict(layout=lay.to_json(), method='synthetic-' + ('bias' if bias else 'even'), params='{}', seed=seed)
+    root = xr.Dataset(dict(guidance_attention=(('step', 'iteration', 'object', 'att_y', 'att_x'), ga)),
+                      coords=dict(step=np.arange(steps), timestep=('step', np.linspace(999, 1, steps))), attrs=attrs)
+    grid = xr.Dataset(dict(attention=(('step', 'layer', 'token', 'y', 'x'), tok)),
+                      coords=dict(layer=['mid_block.attentions.0.transformer_blocks.0.attn2'], token=np.arange(len(text)),
+                                  token_text=('token', text), y=(np.arange(8) + .5) / 8, x=(np.arange(8) + .5) / 8))
+    return xr.DataTree.from_dict({'/': root, 'attention_8x8': grid})
+
+# %% ../nbs/15_theory.ipynb #2edee54f
+def theorem41_plot(reports, # a report, a recording, or a dict of them by label
+                   axs=None # two matplotlib axes (default: a new figure)
+                  ):
+    "In-box coverage and orders kept over the steps of one or more runs."
+    import matplotlib.pyplot as plt
+    if not isinstance(reports, dict): reports = {None: reports}
+    if axs is None: _, axs = plt.subplots(1, 2, figsize=(9, 3.2), layout='constrained')
+    for i, (label, r) in enumerate(reports.items()):
+        r = r if isinstance(r, xr.Dataset) else theorem41_report(r, require_guidance=False)
+        c = f'C{i}'; name = label or r.attrs.get('method', '')
+        if 'across_coverage' in r: axs[0].plot(r.step, r.across_coverage.mean('object'), color=c, label=f'{name}: across steps')
+        if 'across_order_kept' in r: axs[1].plot(r.step, r.across_order_kept.mean('object'), color=c, label=f'{name}: step to step')
+        if 'coverage' in r:
+            cov = r.coverage.mean('object')
+            ok = cov.notnull().any('iteration')
+            axs[0].plot(r.step[ok], cov.isel(iteration=-1)[ok] if cov.isel(iteration=-1)[ok].notnull().all() else cov[ok].ffill('iteration').isel(iteration=-1),
+                        'o', ms=3, color=c, label=f'{name}: after the inner iterations')
+            axs[1].plot(r.step[ok], r.order_kept.mean(('transition', 'object'))[ok], 'o', ms=3, color=c, label=f'{name}: inner iterations')
+    axs[0].set(xlabel='step', ylabel='in-box coverage  exp(H)/cells', title='spread of attention inside the box')
+    axs[1].set(xlabel='step', ylabel='share of in-box orders kept', title='order of in-box cells kept')
+    axs[1].legend(fontsize=7, loc='lower right')
+    return axs[0].figure

@@ -78,3 +78,42 @@ def test_nash_direction_is_langevin_target():
 def test_corollary_check_small():
     chk = corollary42_check(n_pairs=20, d=8, seed=1)
     assert chk['rel_err'].max() < 1e-6 and len(chk['cos']) == 20
+
+
+# Theorem 4.1 read from recordings: the measurement must be able to fail, and it must read what the CLI writes.
+import json, subprocess
+import xarray as xr
+from layoutlab.theory import theorem41_report, synthetic_recording, pair_gains, inbox_state
+from layoutlab.record import load_recording
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_report_tells_bias_from_none(seed):
+    b, e = theorem41_report(synthetic_recording(True, seed=seed)), theorem41_report(synthetic_recording(False, seed=seed))
+    assert float(b.gain_corr.mean()) > 0.99 and float(b.gain_positive.mean()) == 1.0 and float(b.order_kept.mean()) == 1.0
+    assert abs(float(e.gain_corr.mean())) < 0.3 and 0.25 < float(e.gain_positive.mean()) < 0.75
+    assert float(b.coverage.isel(step=-1, iteration=-1).mean()) < float(b.coverage.isel(step=0, iteration=0).mean())
+
+def test_pair_gains_of_a_swap():
+    box = np.ones((2, 2), bool)
+    a0, a1 = np.array([[.4, .3], [.2, .1]]), np.array([[.1, .2], [.3, .4]])        # every order reversed
+    g = pair_gains(a0, a1, box)
+    assert g['n_pairs'] == 6 and g['order_kept'] == 0.0 and g['gain_positive'] == 0.0
+    assert np.isnan(inbox_state(np.zeros((2, 2)), box)['coverage'])             # no mass in the box: undefined, not 0
+
+@pytest.mark.parametrize('fmt', ['nc', 'zarr'])
+def test_report_reads_generated_recordings(tmp_path, fmt):
+    lay = {"prompt": "a red circle and a blue square", "seed": 0,
+           "objects": [{"phrase": "red circle", "box": [.1, .1, .5, .5]}, {"phrase": "blue square", "box": [.5, .5, .9, .9]}]}
+    (tmp_path/'l.json').write_text(json.dumps(lay))
+    r = subprocess.run(['layoutlab', 'generate', str(tmp_path/'l.json'), '--model', 'tiny-sd15', '--method', 'aef_backprop',
+                        '--steps', '4', '--format', fmt, '--out', str(tmp_path/'o')], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rec = load_recording(tmp_path/'o'/f'recording.{fmt}')
+    rep = theorem41_report(rec)
+    assert rep.order_kept.notnull().any() and rep.across_coverage.notnull().any()
+    assert rep.order_kept.dims == ('step', 'transition', 'object') and list(rep.object.values) == ['red circle', 'blue square']
+
+def test_report_refuses_unguided(tmp_path):
+    plain = synthetic_recording()
+    plain = xr.DataTree.from_dict({'/': plain.to_dataset().drop_vars('guidance_attention'), 'attention_8x8': plain['attention_8x8'].to_dataset()})
+    with pytest.raises(ValueError, match='holds no guidance'): theorem41_report(plain)
