@@ -23,20 +23,19 @@ __all__ = ['REGIMES', 'CONDITIONS', 'SUMMARY', 'regime_layouts', 'theorem41_runs
            'theorem41_study', 'bootstrap_ci', 'study_table', 'paired_differences']
 
 # %% ../nbs/15a_theorem41_real.ipynb #80a5824f
-REGIMES = ('away', 'random')
+REGIMES = ('away', 'random', 'scene')
 
-def regime_layouts(pipe, # the pipeline (its unguided placements define `away`)
-                   regime:str, # 'away' or 'random'
+def regime_layouts(pipe, # the pipeline (its unguided placements define the benchmark's regimes)
+                   regime:str, # a regime of `bench` ('away', 'near', 'random') or 'scene'
                    n:int, # number of two-object layouts
                    seed0:int=20_000_000, # first scene seed (held out from training)
-                   steps:int=50 # DDIM steps of the unguided runs `away` needs
+                   steps:int=50 # DDIM steps of the unguided runs the benchmark's regimes start from
                   )->list: # layouts
-    "Two-object layouts of a benchmark regime, deterministic in (regime, seed0, n)."
-    if regime == 'away':
-        from layoutlab.bench import bench_layouts
-        return bench_layouts(pipe, n=n, seed0=seed0, steps=steps)[0]
-    if regime == 'random': return [scene(seed0 + k, n_objects=2).layout() for k in range(n)]
-    raise ValueError(f"regime must be one of {', '.join(REGIMES)}, got {regime!r}")
+    "Two-object layouts of a benchmark regime, or the shapes world's own scenes ('scene'); deterministic in (regime, seed0, n)."
+    if regime == 'scene': return [scene(seed0 + k, n_objects=2).layout() for k in range(n)]
+    from layoutlab.bench import bench_layouts, REGIMES as BENCH
+    if regime not in BENCH: raise ValueError(f"regime must be one of {', '.join(BENCH + ('scene',))}, got {regime!r}")
+    return bench_layouts(pipe, n=n, seed0=seed0, steps=steps, regime=regime)[0]
 
 # %% ../nbs/15a_theorem41_real.ipynb #12e11367
 CONDITIONS = ('none', 'aef_backprop', 'naef_backprop', 'winwinlay', 'kick')
