@@ -47,13 +47,10 @@ def theorem41_runs(pipe, # the pipeline
                   )->dict: # condition -> (recording, image)
     "The five conditions of the study on one layout, recording the guidance energy's layers."
     layers, out = guidance_layers(pipe.unet), {}
-    run = lambda name, params=None, **seams: sample(pipe, layout, steps=steps, cfg=cfg, recorder=Recorder(layers=layers),
-                                                     progress=False, method=name, params=params, **seams)
+    run = lambda method='none', **seams: sample(pipe, layout, method, steps=steps, cfg=cfg, recorder=Recorder(layers=layers), progress=False, **seams)
     for name in CONDITIONS[:-1]:
-        seams, params = preset(name, pipe)
-        res = run(name, params, **seams); out[name] = (res.recording, res.image)
-    res = run('kick', dict(before_step=dict(piece='RandomKick', replays='aef_backprop')),
-              before_step=RandomKick(kick_norms(out['aef_backprop'][0]), seed=layout.seed or 0))
+        res = run(name); out[name] = (res.recording, res.image)
+    res = run(before_step=RandomKick(kick_norms(out['aef_backprop'][0]), seed=layout.seed or 0))   # recorded as 'custom'
     out['kick'] = (res.recording, res.image)
     return out
 

@@ -34,7 +34,7 @@ def test_shell_command_writes_image_recording_and_figure(tmp_path):
     took = time.time() - t0
     assert r.returncode == 0, r.stderr
     out = tmp_path/'out'
-    assert sorted(p.name for p in out.iterdir()) == ['attention.png', 'image.png', 'recording.nc']
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith('.')) == ['attention.png', 'image.png', 'recording.nc']   # and the hidden lock file
     rec = load_recording(out/'recording.nc')
     assert (rec.attrs['method'], rec.attrs['cfg'], rec.sizes['step']) == ('layout_control', 5.0, 50)
     # quiet: only the sampler's progress bar on stderr, no library warnings or loading bars
