@@ -542,7 +542,7 @@ def overview(rec, # a recording
     imgs = [image, image_b][:len(recs)]
     parts = []
     if 'attention' in views and all(attention_groups(r) for r in recs): parts.append(('attention', 3.4 if len(recs) == 1 else 4.2))
-    elif 'x0' in views and len(recs) == 1: parts.append(('x0', 3.6))
+    elif 'x0' in views and len(recs) == 1 and 'x0_pred' in rec.data_vars: parts.append(('x0', 3.6))
     names = [k for k in (names or dict.fromkeys(k for r in recs for k in curve_names(r))) if any(k in r.data_vars for r in recs)]
     if 'curves' in views and names: parts.append(('curves', 2.5 * math.ceil(len(names) / 3)))
     for i, r in enumerate(recs):

@@ -18,8 +18,8 @@ from . import plots
 
 # %% auto #0
 __all__ = ['MODELS', 'LOAD_LIMIT', 'derive_phrases', 'parse_phrases', 'png_bytes', 'blank_canvas', 'box_to_norm', 'norm_to_box',
-           'available_methods', 'method_seams', 'default_model', 'default_cfg', 'method_parameters', 'LayoutEditor',
-           'browsable', 'RecordingBrowser']
+           'available_methods', 'method_seams', 'default_model', 'default_cfg', 'method_parameters', 'read_layout',
+           'LayoutEditor', 'browsable', 'RecordingBrowser']
 
 # %% ../nbs/14_widgets.ipynb #c411b459
 _SPLIT = re.compile(r",|;|\b(?:and|with|of|on|in|next to|beside|above|below|under|behind|left of|right of)\b", re.I)
@@ -157,11 +157,17 @@ def _in_kernel()->bool:
     ip = get_ipython()
     return ip is not None and getattr(ip, 'kernel', None) is not None
 
+def read_layout(layout # a `Layout`, its dict or JSON text, or the path of a layout JSON file
+               )->Layout:
+    "A layout from any of the forms the editor accepts."
+    if isinstance(layout, Path) or (isinstance(layout, str) and not layout.lstrip().startswith('{')): layout = Path(layout).read_text()
+    return plots._as_layout(layout)
+
 class LayoutEditor:
     "Draw a layout on a canvas, validate it, and run a method on it."
     def __init__(self,
                  pipe=None, # a pipeline; None loads `model` on the first run
-                 layout:Layout=None, # a layout to load (prompt, phrases, boxes, seed)
+                 layout:Layout=None, # a layout to load (prompt, phrases, boxes, seed): a `Layout`, its dict or JSON, or a JSON file's path
                  image_size=512, # canvas size in pixels: int or (width, height)
                  prompt:str='a red circle and a blue square', # initial prompt, when no layout is given
                  model:str=None, # model name for `load_pipeline` (default: `default_model()`); ignored when `pipe` is given
@@ -173,6 +179,7 @@ class LayoutEditor:
                  cfg:float=None, # classifier-free guidance scale (default: the model's calibrated one, `default_cfg`)
                  path:str='layout.json' # the file **Open** reads and **Save** writes (the recording and image go beside it)
                 ):
+        if layout is not None: layout = read_layout(layout)
         self.pipe, self.size, self.record = pipe, _wh(image_size), record
         self.method_options = dict(method_options or {})
         self._model_given = model is not None
@@ -210,7 +217,7 @@ class LayoutEditor:
         self.bbox.observe(lambda _: self.validate(), 'bboxes')
         self.seed.observe(lambda _: self.validate(), 'value')
         self.run_button.on_click(lambda _: self.run())
-        self.open_button.on_click(lambda _: self.open())
+        self.open_button.on_click(lambda _: self.open_layout())
         self.save_button.on_click(lambda _: self.save())
         self.model.observe(self._on_model, 'value')
         self.method.observe(lambda _: self._show_params(), 'value')
@@ -418,7 +425,7 @@ def save(self:LayoutEditor, path=None # the layout JSON to write (default: the f
     return out
 
 @patch
-def open(self:LayoutEditor, path=None # a layout JSON (default: the file field)
+def open_layout(self:LayoutEditor, path=None # a layout JSON (default: the file field)
         )->'Layout|None': # the layout shown, or None when the file could not be read
     "Read a layout JSON file into the editor."
     p = Path(path or self.path.value)
