@@ -545,7 +545,7 @@ class RecordingBrowser:
         self.save_button = W.Button(description='Save PNG', icon='download', layout=W.Layout(width='110px'))
         self.save_button.on_click(lambda _: self.save_png(self.png_path.value))
         self.canvases = {k: _Canvas(dpi) for k in ('attention', 'curves', 'maps')}
-        self.timings = []
+        self.timings = []       # (control, wall-clock s, CPU s) of every redraw
         self.widget = W.VBox([W.HBox([self.step, self.iteration, self.info]), W.HBox([self.layer, self.token, self.head, self.curves]),
                               W.HBox([self.save_button, self.png_path])] + [c.widget for c in self.canvases.values()])
         self._fig = None
@@ -718,7 +718,7 @@ def _update_maps(self:RecordingBrowser):
 def _changed(self:RecordingBrowser, what:str):
     "Redraw what a control change affects, and time it."
     if getattr(self, '_quiet', False): return
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     try:
         if what == 'step': self._set_iterations(); self._update_attention(); self._move_markers(); self._draw_maps()
         elif what == 'iteration': self._move_markers(); self._draw_maps()
@@ -727,7 +727,7 @@ def _changed(self:RecordingBrowser, what:str):
     except Exception as e:
         self.info.value = f"<span style='color:{_ERR}'>⚠ {html.escape(type(e).__name__)}: {html.escape(str(e))}</span>"; raise
     self._fig = None
-    self.timings.append((what, time.perf_counter() - t))
+    self.timings.append((what, time.perf_counter() - t, time.process_time() - cpu))
     self._show_info()
 
 @patch(as_prop=True)

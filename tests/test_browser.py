@@ -4,7 +4,8 @@ Opens tests/browser_demo.ipynb, runs all cells, draws a box with the mouse on th
 the notebook's kernel what `editor.layout` holds; draws a box with no phrase and checks the widget says so and keeps
 both boxes; checks the editor's model/CFG/parameter fields. On a 50-step recording opened from disk, moves the
 browser's step slider with the keyboard five times and times each change from the key press to the redrawn panel in
-Chromium (and the redraw in the kernel, whose median must stay within LAYOUTLAB_REDRAW_S, default 0.3 s); checks the
+Chromium and the redraw in the kernel (wall and CPU time; the median CPU time must stay within LAYOUTLAB_REDRAW_S,
+default 0.3 s: on a shared machine wall time also counts other processes, so it is reported and only loosely bounded); checks the
 panel's pixels and title changed, the head menu, Save PNG, and two recordings on one colour scale. Screenshots go
 to test-artifacts/ (and to nbs/images/ for the docs when LAYOUTLAB_DOC_SHOTS=1, so a test run leaves tracked files
 alone).
@@ -61,7 +62,7 @@ def _stop(proc):
     except (ProcessLookupError, PermissionError): pass
 
 NB = "window.jupyterapp.shell.currentWidget"
-REDRAW_S = float(os.environ.get('LAYOUTLAB_REDRAW_S', '0.3'))   # the budget of one step-slider redraw (median of five)
+REDRAW_S = float(os.environ.get('LAYOUTLAB_REDRAW_S', '0.3'))   # the budget of one step-slider redraw, in CPU seconds (median of five)
 TIMINGS = {}
 
 def _kernel_exec(page, code:str)->str:
@@ -157,26 +158,34 @@ def test_draw_box_and_browse(tmp_path):
                 imgs = bcell.locator('img.widget-image')
                 page.wait_for_function("(n) => [...document.querySelectorAll('img.widget-image')].filter(i => i.complete && i.naturalWidth > 0).length >= n", arg=3, timeout=30_000)
                 att = imgs.nth(0)
+                el = att.element_handle()
                 opened = json.loads(_kernel_exec(page, "from layoutlab import plots; print(json.dumps([browser.step.value, plots.steps_with(browser.rec, 'guidance_attention')[-1], browser.iteration.value, browser.valid_iterations, browser.rec.sizes['step'], type(rec['attention_8x8'].attention.data).__name__]))").strip().splitlines()[-1])
                 assert opened[0] == opened[1] and opened[2] == opened[3] - 1 and opened[4] == 50 and opened[5] == 'Array', opened  # lazy (dask) recording; sliders where the maps are, last iteration run
                 handle = bcell.locator('.noUi-handle').first
                 times, kernel = [], []
                 for k in range(5):                          # the step slider, moved with the keyboard one step at a time
                     src, before = att.get_attribute('src'), att.screenshot()
+                    n0 = int(_kernel_exec(page, "print(len(browser.timings))").strip().splitlines()[-1])
                     handle.focus()
                     t = time.perf_counter()
                     page.keyboard.press('ArrowLeft')
-                    page.wait_for_function("([sel, src]) => { const i = document.querySelectorAll(sel)[0]; return i.src !== src && i.complete; }",
-                                           arg=['.jp-Cell:has-text("browser = RecordingBrowser") img.widget-image', src], timeout=10_000, polling='raf')
+                    page.wait_for_function("([i, src]) => i.src !== src && i.complete", arg=[el, src], timeout=10_000, polling='raf')
                     times.append(time.perf_counter() - t)
-                    got = json.loads(_kernel_exec(page, "print(json.dumps([browser.step.value, browser.canvases['attention'].fig.axes[1].get_title(), browser.timings[-1]]))").strip().splitlines()[-1])
-                    assert got[0] == opened[0] - k - 1 and f'step {got[0]} ' in got[1] and got[2][0] == 'step', got
+                    for _ in range(40):                     # this change's own timing, once the kernel has logged it
+                        got = json.loads(_kernel_exec(page, f"print(json.dumps([browser.step.value, browser.canvases['attention'].fig.axes[1].get_title(), browser.timings[{n0}:]]))").strip().splitlines()[-1])
+                        if got[2]: break
+                        time.sleep(.1)
+                    assert got[0] == opened[0] - k - 1 and f'step {got[0]} ' in got[1] and [t[0] for t in got[2]] == ['step'], got
+                    got[2] = got[2][0]
                     assert att.screenshot() != before, "the attention panel did not redraw"
-                    kernel.append(got[2][1])
-                TIMINGS.update(browser_s=times, kernel_s=kernel)
-                print(f"step-slider change, key press to redrawn panel in Chromium: {', '.join(f'{t:.3f}' for t in times)} s; "
-                      f"redraw in the kernel: {', '.join(f'{t:.3f}' for t in kernel)} s")
-                assert np.median(kernel) <= REDRAW_S, f"redraw in the kernel took {kernel} s (> {REDRAW_S} s)"
+                    kernel.append(got[2][1:])
+                wall, cpu = [k[0] for k in kernel], [k[1] for k in kernel]
+                TIMINGS.update(browser_s=times, kernel_wall_s=wall, kernel_cpu_s=cpu, loadavg=os.getloadavg())
+                print(f"step-slider change on a 50-step recording from disk (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores): "
+                      f"key press to redrawn panel in Chromium {', '.join(f'{t:.3f}' for t in times)} s; redraw in the kernel "
+                      f"{', '.join(f'{t:.3f}' for t in wall)} s wall, {', '.join(f'{t:.3f}' for t in cpu)} s CPU")
+                assert np.median(cpu) <= REDRAW_S, f"a redraw costs {cpu} s of CPU (> {REDRAW_S} s)"
+                assert np.median(times) <= 10 * REDRAW_S, f"key press to redrawn panel took {times} s"   # loose: wall time grows with the machine's load
 
                 shot = bcell.locator('.jp-OutputArea-output').first.screenshot()
                 _save(shot, 'recording_browser.png')
@@ -189,8 +198,7 @@ def test_draw_box_and_browse(tmp_path):
                 # heads: the head menu exists for a per-head recording and changes the map
                 src = att.get_attribute('src')
                 _kernel_exec(page, "browser.head.value = 1")
-                page.wait_for_function("([sel, src]) => { const i = document.querySelectorAll(sel)[0]; return i.src !== src && i.complete; }",
-                                       arg=['.jp-Cell:has-text("browser = RecordingBrowser") img.widget-image', src], timeout=10_000)
+                page.wait_for_function("([i, src]) => i.src !== src && i.complete", arg=[el, src], timeout=10_000)
                 assert 'head 1' in _kernel_exec(page, "print(browser.canvases['attention'].fig.axes[1].get_title())")
                 _save(imgs.nth(0).screenshot(), 'browser_head.png')
 

@@ -40,7 +40,7 @@ def test_api_entries(site):
     assert {f'layoutlab.plots.{n}' for n in ('show_layout', 'attention_over_image', 'curves', 'gradsam_panel', 'compare', 'x0_panel')} <= plots
     rec = _page(site, NBS/'03_record.ipynb')
     sig = re.search(r'<dt class="sig sig-object py" id="layoutlab.record.Recorder">(.*?)</dt>', rec, re.S).group(1)
-    assert re.search(r'<em class="property"><span class="k"><span class="pre">class</span>', sig), "a class is shown as `class`"
+    assert re.search(r'<span class="property"><span class="k"><span class="pre">class</span>', sig), "a class is shown as `class`"
     assert '[`' not in sig and '](' not in sig and 'def ' not in sig
     assert '<table' in rec and 'where to write' in rec                              # the docments table
     assert 'github.com/layoutlab/layoutlab/blob/main/layoutlab/record.py#L' in rec  # source link
@@ -62,3 +62,27 @@ def test_broken_reference_fails(tmp_path):
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell('# Broken\n\n> see `curves` and [this](nowhere.ipynb#x)')]),
                    tmp_path/'01_broken.ipynb')
     with pytest.raises(DocsError, match='nowhere'): build_docs(tmp_path, tmp_path/'out', execute=False)
+
+CHROMIUM = '/usr/bin/chromium'
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")
+def test_site_in_a_browser(site):
+    "Opened from disk in Chromium: the search page finds an API entry offline. Screenshots go to test-artifacts/ (and nbs/images/ with LAYOUTLAB_DOC_SHOTS=1)."
+    import os
+    from playwright.sync_api import sync_playwright
+    shots = {'docs_home.png': 'index.html', 'docs_api.png': 'widgets.html#layoutlab.widgets.RecordingBrowser', 'docs_tutorial.png': 'tutorial.html'}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=['--no-sandbox', '--disable-gpu', '--disable-background-networking'])
+        try:
+            page = browser.new_page(viewport={'width': 1280, 'height': 860})
+            page.goto((site/'search.html').as_uri() + '?q=RecordingBrowser')
+            page.wait_for_function("() => document.querySelectorAll('#search-results li').length > 0", timeout=30_000)
+            hits = page.eval_on_selector_all('#search-results li a', 'els => els.map(e => e.getAttribute("href"))')
+            assert any('widgets.html' in h for h in hits), hits
+            for name, rel in shots.items():
+                page.goto((site/rel.split('#')[0]).as_uri() + ('#' + rel.split('#')[1] if '#' in rel else ''))
+                page.wait_for_load_state('load'); page.wait_for_timeout(300)
+                shot = page.screenshot()
+                (ROOT/'test-artifacts').mkdir(exist_ok=True); (ROOT/'test-artifacts'/name).write_bytes(shot)
+                if os.environ.get('LAYOUTLAB_DOC_SHOTS') == '1': (NBS/'images'/name).write_bytes(shot)
+        finally: browser.close()
