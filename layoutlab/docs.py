@@ -93,22 +93,42 @@ def _is_test(node)->bool:
 
 def _code(src): return '\n'.join(l for l in src.splitlines() if not l.lstrip().startswith('#|'))
 
+def _blocks(n)->list:
+    "The statement lists nested in a compound statement (`with`, `for`, `if`, `try`, ...)."
+    out = [getattr(n, k) for k in ('body', 'orelse', 'finalbody') if isinstance(getattr(n, k, None), list)]
+    return out + [h.body for h in getattr(n, 'handlers', [])]
+
+def _test_only(n)->bool:
+    "An assertion, or a compound statement holding only assertions."
+    if _is_test(n): return True
+    bs = [b for b in _blocks(n) if b]
+    return bool(bs) and not isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) and all(_test_only(s) for b in bs for s in b)
+
+def _test_lines(body)->set:
+    "Line indices (0-based) of the assertions in a list of statements, nested ones included."
+    out = set()
+    for n in body:
+        if _test_only(n): out |= set(range(n.lineno - 1, n.end_lineno))
+        elif not isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
+            for b in _blocks(n): out |= _test_lines(b)
+    return out
+
 def only_asserts(src:str # a code cell's source
                 )->bool: # True when every statement is an assertion (hidden from the page)
     "A cell that only checks: it is a test, not an example."
     try: body = ast.parse(_code(src)).body
     except SyntaxError: return False
-    return bool(body) and all(_is_test(n) for n in body)
+    return bool(body) and all(_test_only(n) for n in body)
 
 def drop_asserts(src:str # a code cell's source
-                )->str: # the source without its top-level assertions
+                )->str: # the source without its assertions (those inside `with`, `for`, ... blocks too)
     "An example cell as the page shows it: the example, without the `test_eq` lines that check it."
     code = _code(src)
     try: body = ast.parse(code).body
     except SyntaxError: return code
-    lines = code.splitlines()
-    gone = {i for n in body if _is_test(n) for i in range(n.lineno - 1, n.end_lineno)}
-    return '\n'.join(l for i, l in enumerate(lines) if i not in gone).strip('\n')
+    gone = _test_lines(body)
+    return '\n'.join(l for i, l in enumerate(code.splitlines()) if i not in gone).strip('\n')
+
 
 # %% ../nbs/18_docs.ipynb #66139272
 def _signature(obj)->str:

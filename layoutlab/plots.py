@@ -393,6 +393,16 @@ def _at_step(rec, name, step, iteration):
         v = v.isel(iteration=it)
     return v, it
 
+def _absent(rec, name, i, iteration):
+    "Why a map has no values at step i: where it does have them."
+    logged = steps_with(rec, name)
+    if not logged: return f"{name} (never logged)"
+    if i in logged and 'iteration' in rec[name].dims:
+        v = rec[name].isel(step=i)
+        its = [k for k in range(v.sizes['iteration']) if np.isfinite(np.asarray(v.isel(iteration=k).values, dtype=float)).any()]
+        return f"{name} at iteration {iteration} (this step has iterations {_spans(its)})"
+    return f"{name} (logged at steps {_spans(logged)})"
+
 def maps_at(rec, # a recording
             step:int, # step index
             names:list=None, # map variables (default: `map_names`)
@@ -424,8 +434,7 @@ def maps_panel(rec, # a recording holding maps
     rows = len(live) + bool(dead)
     axes = fig.subplots(rows, n_obj, squeeze=False, height_ratios=[.18] * bool(dead) + [1] * len(live))
     if dead:
-        msg = '; '.join(f"{n} (logged at steps {_spans(steps_with(rec, n))})" if steps_with(rec, n) else f"{n} (never logged)" for n in dead)
-        note(axes[0, 0], f"Not logged at step {i}: {msg}")
+        note(axes[0, 0], f"Not logged at step {i}: " + '; '.join(_absent(rec, n, i, iteration) for n in dead))
         axes[0, 0].texts[0].set_x(0); axes[0, 0].texts[0].set_ha('left')
         for ax in axes[0, 1:]: ax.set_visible(False)
     img = _image_array(image)

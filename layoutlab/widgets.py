@@ -272,8 +272,8 @@ def _show_params(self:LayoutEditor):
             w = (W.Checkbox(v, **kw) if isinstance(v, bool) else W.IntText(v, **kw) if isinstance(v, int)
                  else W.FloatText(v, **kw) if isinstance(v, float) else W.Text('', placeholder='none', **kw))
             self._fields[(piece, k)] = w; ws.append(w)
-        rows.append(W.HBox([W.HTML(f'<b style="font-size:12px">{html.escape(piece)}</b>', layout=W.Layout(width='130px'))] + ws,
-                           layout=W.Layout(flex_flow='row wrap')))
+        rows.append(W.VBox([W.HTML(f'<b style="font-size:12px">{html.escape(piece)}</b> parameters'),
+                            W.GridBox(ws, layout=W.Layout(grid_template_columns='repeat(4, 200px)', grid_gap='2px 8px'))]))
     self.params.children = rows
 
 @patch
@@ -534,7 +534,7 @@ class RecordingBrowser:
         if token is not None: self.token.value = token
         n_heads = min(plots.has_heads(r) for r in self.recs) if self.has_attention else 0
         self.head = W.Dropdown(options=[('mean of heads', -1)] + [(f'head {h}', h) for h in range(n_heads)], value=-1 if head is None else head,
-                               description='head', layout=W.Layout(width='200px', display=None if n_heads else 'none'))
+                               description='head', layout=W.Layout(width='230px', display=None if n_heads else 'none'))
         for w in (self.layer, self.token): w.layout.display = None if self.has_attention else 'none'
         names = list(dict.fromkeys(k for r in self.recs for k in plots.curve_names(r)))
         shown = [k for k in (curves or [k for k in names if k in plots.KNOWN_CURVES] or names) if k in names]
@@ -697,7 +697,7 @@ def _draw_maps(self:RecordingBrowser):
         plots.maps_panel(r, i, nm, iteration=it, image=[self.image, self.image_b][k], fig=sf)
         if len(self.recs) > 1: sf.suptitle(plots._label(r, k), fontsize=9)
         n_obj = max([r[v].sizes.get('object', 1) for v in live] or [1])
-        if dead: self._map_slots.append((sf.axes[0], r, None, None))
+        if dead: self._map_slots.append((sf.axes[0], r, None, dead))
         for row, name in enumerate(live, int(bool(dead))):
             for j in range(n_obj if 'object' in r[name].dims else 1): self._map_slots.append((sf.axes[row * n_obj + j], r, name, j))
     cv.show(fig)
@@ -706,7 +706,7 @@ def _draw_maps(self:RecordingBrowser):
 def _update_maps(self:RecordingBrowser):
     i, it = self.step.value, self._it()
     for ax, r, name, j in self._map_slots:
-        if name is None: ax.texts[0].set_text(re.sub(r'step \d+', f'step {i}', ax.texts[0].get_text(), count=1)); continue
+        if name is None: ax.texts[0].set_text(f"Not logged at step {i}: " + '; '.join(plots._absent(r, d, i, it) for d in j)); continue
         v, k = plots._at_step(r, name, i, it)
         m = np.asarray(v.values, dtype=float)
         m = m[j] if 'object' in v.dims else m

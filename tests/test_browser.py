@@ -187,8 +187,12 @@ def test_draw_box_and_browse(tmp_path):
                 assert np.median(cpu) <= REDRAW_S, f"a redraw costs {cpu} s of CPU (> {REDRAW_S} s)"
                 assert np.median(times) <= 10 * REDRAW_S, f"key press to redrawn panel took {times} s"   # loose: wall time grows with the machine's load
 
+                page.set_viewport_size({'width': 1280, 'height': 2600})     # the whole browser in one shot
+                page.wait_for_timeout(500)
+                bcell.scroll_into_view_if_needed()
                 shot = bcell.locator('.jp-OutputArea-output').first.screenshot()
                 _save(shot, 'recording_browser.png')
+                page.set_viewport_size({'width': 1280, 'height': 1400})
                 for k, name in enumerate(('attention', 'curves', 'maps')): _save(imgs.nth(k).screenshot(), f'browser_{name}.png')
                 from PIL import Image
                 import io
