@@ -157,8 +157,8 @@ def _table(obj)->str:
         if k == 'return':
             if doc or anno: rows.append(f"| **returns** | {_cell(anno)} | | {_cell(doc or '')} |")
             continue
-        dflt = '' if dflt is inspect.Parameter.empty else f"`{_cell(repr(dflt))}`"
-        rows.append(f"| `{k}` | {_cell(anno)} | {dflt} | {_cell(doc or '')} |")
+        dflt = '' if dflt is inspect.Parameter.empty else f"``{_cell(repr(dflt))}``"
+        rows.append(f"| ``{k}`` | {_cell(anno)} | {dflt} | {_cell(doc or '')} |")   # double backticks: a parameter is not a cross-reference
     if not rows: return ''
     return '| | Type | Default | Details |\n|---|---|---|---|\n' + '\n'.join(rows)
 

@@ -82,6 +82,16 @@ def _save(shot:bytes, name:str):
     ARTIFACTS.mkdir(exist_ok=True); (ARTIFACTS/name).write_bytes(shot)
     if os.environ.get('LAYOUTLAB_DOC_SHOTS') == '1': DOC_IMAGES.mkdir(exist_ok=True); (DOC_IMAGES/name).write_bytes(shot)
 
+def _stack(pngs:list)->bytes:
+    "PNG screenshots one under the other, on white."
+    from PIL import Image
+    import io
+    ims = [Image.open(io.BytesIO(b)).convert('RGB') for b in pngs]
+    out = Image.new('RGB', (max(i.width for i in ims), sum(i.height for i in ims)), 'white')
+    y = 0
+    for i in ims: out.paste(i, (0, y)); y += i.height
+    buf = io.BytesIO(); out.save(buf, format='PNG'); return buf.getvalue()
+
 def test_draw_box_and_browse(tmp_path):
     from playwright.sync_api import sync_playwright
     from layoutlab.widgets import default_cfg
@@ -187,12 +197,8 @@ def test_draw_box_and_browse(tmp_path):
                 assert np.median(cpu) <= REDRAW_S, f"a redraw costs {cpu} s of CPU (> {REDRAW_S} s)"
                 assert np.median(times) <= 10 * REDRAW_S, f"key press to redrawn panel took {times} s"   # loose: wall time grows with the machine's load
 
-                page.set_viewport_size({'width': 1280, 'height': 2600})     # the whole browser in one shot
-                page.wait_for_timeout(500)
-                bcell.scroll_into_view_if_needed()
-                shot = bcell.locator('.jp-OutputArea-output').first.screenshot()
-                _save(shot, 'recording_browser.png')
-                page.set_viewport_size({'width': 1280, 'height': 1400})
+                parts = [bcell.locator('.widget-vbox > .widget-hbox').nth(k).screenshot() for k in range(3)] + [imgs.nth(k).screenshot() for k in range(3)]
+                _save(_stack(parts), 'recording_browser.png')    # controls and every section (taller than the notebook's view)
                 for k, name in enumerate(('attention', 'curves', 'maps')): _save(imgs.nth(k).screenshot(), f'browser_{name}.png')
                 from PIL import Image
                 import io
@@ -208,8 +214,8 @@ def test_draw_box_and_browse(tmp_path):
 
                 # export: the Save PNG button writes the current view next to the notebook
                 bcell.locator('button', has_text='Save PNG').click()
-                for _ in range(40):
-                    if (tmp_path/'recording_view.png').exists(): break
+                for _ in range(80):                         # the kernel says so once the file is written
+                    if 'saved recording_view.png' in _kernel_exec(page, "print(browser.info.value)"): break
                     time.sleep(.25)
                 assert (tmp_path/'recording_view.png').read_bytes()[:4] == b'\x89PNG'
 

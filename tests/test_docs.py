@@ -82,7 +82,7 @@ def test_site_in_a_browser(site):
             for name, rel in shots.items():
                 page.goto((site/rel.split('#')[0]).as_uri() + ('#' + rel.split('#')[1] if '#' in rel else ''))
                 page.wait_for_load_state('load')
-                if name == 'docs_tutorial.png': page.locator('img[src^="_images/"]').first.scroll_into_view_if_needed()   # its first executed figure
+                if name == 'docs_tutorial.png': page.locator('.cell_output img').first.scroll_into_view_if_needed()   # its first executed figure
                 page.wait_for_timeout(300)
                 shot = page.screenshot()
                 (ROOT/'test-artifacts').mkdir(exist_ok=True); (ROOT/'test-artifacts'/name).write_bytes(shot)
