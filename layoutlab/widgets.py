@@ -450,7 +450,9 @@ def browsable(rec, # a recording (DataTree), e.g. from `load_recording(path)` (l
     src = rec.encoding.get('source')
     if src and Path(src).exists():
         from layoutlab.record import load_recording
-        rec = load_recording(src, lazy=False)          # the file's own lazy indexing: one read per step, no dask graph
+        again = load_recording(src, lazy=False)        # the file's own lazy indexing: one read per step, no dask graph
+        same = dict(again.sizes) == dict(rec.sizes) and set(again.children) == set(rec.children) and set(again.data_vars) == set(rec.data_vars)
+        if same: rec = again                           # (not when `rec` is a selection or an edit of the file's recording)
     if rec.nbytes <= limit: return rec.load()
     import xarray as xr
     return xr.DataTree.from_dict({'/': rec.to_dataset(inherit=False).load(), **{k: rec[k].to_dataset(inherit=False) for k in rec.children}})

@@ -148,3 +148,7 @@ def test_editor_open_bad_files(tmp_path):
     assert ed.open_layout(tmp_path/'bad.json') is None and 'is not a layout JSON' in ed.message.value
     assert ed.save(tmp_path/'x.json') == {'layout': tmp_path/'x.json'}          # no run yet: the layout only
     assert LayoutEditor(layout=str(tmp_path/'x.json')).layout.prompt == ed.layout.prompt
+
+def test_browsable_keeps_a_selection(tmp_path):
+    rec = _disk_recording(tmp_path/'r.nc').isel(step=slice(0, 3))
+    assert widgets.browsable(rec).sizes['step'] == 3            # not the whole file again
