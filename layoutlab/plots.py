@@ -13,10 +13,12 @@ from matplotlib.patches import Rectangle
 from .layout import Layout
 
 # %% auto #0
-__all__ = ['COLORS', 'KNOWN_CURVES', 'attention_groups', 'layer_names', 'short_layer', 'find_layers', 'token_table', 'layout_of',
-           'token_positions', 'token_label', 'upsample', 'attention_map', 'show_layout', 'attention_over_image',
-           'curve_names', 'curves', 'map_names', 'gradsam_names', 'maps_panel', 'gradsam_panel', 'compare', 'overview',
-           'spread_steps', 'attention_over_steps']
+__all__ = ['COLORS', 'KNOWN_CURVES', 'LOG_CURVES', 'STOP_REASONS', 'EVENTS', 'attention_groups', 'layer_names', 'short_layer',
+           'find_layers', 'token_table', 'layout_of', 'token_positions', 'token_label', 'has_heads', 'upsample',
+           'attention_map', 'show_layout', 'attention_over_image', 'curve_names', 'log_scaled', 'stop_events', 'curves',
+           'map_names', 'gradsam_names', 'steps_with', 'valid_iterations', 'note', 'default_step', 'maps_at',
+           'maps_panel', 'gradsam_panel', 'compare', 'x0_preview', 'x0_panel', 'overview', 'spread_steps',
+           'attention_over_steps']
 
 # %% ../nbs/13_plots.ipynb #94bd420c
 def attention_groups(rec # a recording (DataTree)
@@ -104,6 +106,12 @@ def token_label(rec, # a recording with attention
     return ''.join(_piece(d[p]) for p in positions).strip()
 
 # %% ../nbs/13_plots.ipynb #5d2782f5
+def has_heads(rec # a recording with attention
+             )->int: # the number of recorded heads, 0 when heads were averaged
+    "How many attention heads a recording holds one map for."
+    gs = attention_groups(rec)
+    return int(rec[gs[0]].sizes.get('head', 0)) if gs else 0
+
 def upsample(a:np.ndarray, # (h, w) map on the attention grid
              size:tuple # (H, W) target size
             )->np.ndarray: # (H, W) bilinear upsampling; cell centres stay at cell centres
@@ -114,15 +122,18 @@ def upsample(a:np.ndarray, # (h, w) map on the attention grid
 def attention_map(rec, # a recording with attention
                   step:int=-1, # step index
                   layer=None, # see find_layers; several layers are averaged
-                  token=None # see token_positions; several tokens are summed
+                  token=None, # see token_positions; several tokens are summed
+                  head:int=None # one attention head (recordings made with `heads=True`); None averages the heads
                  )->np.ndarray: # (h, w) map on the finest grid among the chosen layers
     "One attention map: chosen tokens summed, chosen layers averaged (upsampled to a common grid)."
     pairs, pos = find_layers(rec, layer), token_positions(rec, token)
+    if head is not None and not has_heads(rec):
+        raise ValueError(f"head {head} asked for, but this recording holds head-averaged attention (record with `Recorder(heads=True)`)")
     hw = max((rec[g].sizes['y'], rec[g].sizes['x']) for g, _ in pairs)
     maps = []
     for g, l in pairs:
         a = rec[g].attention.isel(step=step).sel(layer=l, token=pos)
-        if 'head' in a.dims: a = a.mean('head')
+        if 'head' in a.dims: a = a.mean('head') if head is None else a.isel(head=int(head))
         a = np.asarray(a.sum('token').values, dtype=np.float32)
         maps.append(a if a.shape == hw else upsample(a, hw))
     return np.mean(maps, 0)
@@ -160,11 +171,11 @@ def show_layout(layout, # a `Layout`, its dict/JSON, or a recording (its layout)
     return ax
 
 # %% ../nbs/13_plots.ipynb #b810ff4c
-def _title(rec, step, pairs, pos, layer):
+def _title(rec, step, pairs, pos, layer, head=None):
     t = rec.timestep.values[step] if 'timestep' in rec.coords or 'timestep' in rec.variables else None
     n = rec.sizes['step']; i = step % n
     lay = 'all layers' if layer is None else ', '.join(short_layer(l) for _, l in pairs)
-    return f"“{token_label(rec, pos)}” · {lay} · step {i}" + (f" (t={t:g})" if t is not None else '')
+    return f"“{token_label(rec, pos)}” · {lay}" + (f" · head {head}" if head is not None else '') + f"\nstep {i}" + (f" (t={t:g})" if t is not None else '')
 
 def attention_over_image(rec, # a recording with attention
                          image=None, # the run's image (PIL or array); None draws the map alone
@@ -176,11 +187,12 @@ def attention_over_image(rec, # a recording with attention
                          cmap:str='inferno', # colour map of the attention
                          vmax:float=None, # top of the colour scale (default: the map's max)
                          boxes:bool=True, # draw the layout's boxes
-                         colorbar:bool=False # add a colour bar
+                         colorbar:bool=False, # add a colour bar
+                         head:int=None # one attention head (see `attention_map`)
                         ):
     "The attention of some tokens at one step, upsampled to the image and drawn over it with the layout's boxes."
     pos, pairs = token_positions(rec, token), find_layers(rec, layer)
-    a = attention_map(rec, step, layer, pos)
+    a = attention_map(rec, step, layer, pos, head)
     img = _image_array(image)
     size = img.shape[:2] if img is not None else (256, round(256 * a.shape[1] / a.shape[0]))
     up = upsample(a, size)
@@ -189,21 +201,29 @@ def attention_over_image(rec, # a recording with attention
     im = ax.imshow(up, extent=(0, 1, 1, 0), cmap=cmap, alpha=alpha if img is not None else 1., vmin=0, vmax=vmax or float(up.max()) or 1.)
     if boxes: show_layout(layout_of(rec), ax=ax)
     else: ax.set_xlim(0, 1); ax.set_ylim(1, 0); ax.set_xticks([]); ax.set_yticks([])
-    ax.set_title(_title(rec, step, pairs, pos, layer), fontsize=9)
+    ax.set_title(_title(rec, step, pairs, pos, layer, head), fontsize=9)
     if colorbar: ax.figure.colorbar(im, ax=ax, fraction=.046, pad=.02)
     return ax
 
 # %% ../nbs/13_plots.ipynb #7a8eff54
 KNOWN_CURVES = ('energy', 'loss', 'grad_norm', 'nu', 'xi', 'rho', 'step_size', 'energy_object', 'loss_object')
+LOG_CURVES = ('nu', 'xi', 'grad_norm', 'score_norm', 'step_size')   # span orders of magnitude: drawn on a log axis
+STOP_REASONS = {1: ('E ≤ threshold', 'v', '#2e7d32'), 2: ('max iterations', 'X', '#c62828')}   # `stop` code: (label, marker, colour)
+EVENTS = ('stop',)   # per-step codes drawn as markers, never as curves
 _GRIDS = (('lat_y', 'lat_x'), ('att_y', 'att_x'), ('y', 'x'))
-_SPATIAL = {d for g in _GRIDS for d in g}
+_SPATIAL = {d for g in _GRIDS for d in g} | {'latent_y', 'latent_x', 'channel'}
 
 def curve_names(rec # a recording
                )->list: # root variables that plot as curves, the known ones first
-    "Per-step variables of a recording that can be drawn as curves."
-    ok = [k for k, v in rec.data_vars.items() if v.dims[:1] == ('step',) and not _SPATIAL & set(v.dims)
+    "Per-step variables of a recording that can be drawn as curves (event codes such as `stop` excluded)."
+    ok = [k for k, v in rec.data_vars.items() if v.dims[:1] == ('step',) and not _SPATIAL & set(v.dims) and k not in EVENTS
           and len([d for d in v.dims[1:] if d != 'iteration']) <= 1 and np.issubdtype(v.dtype, np.number)]
     return [k for k in KNOWN_CURVES if k in ok] + sorted(k for k in ok if k not in KNOWN_CURVES)
+
+def log_scaled(name:str # a curve's variable name
+              )->bool: # True for ν, ξ and norms
+    "Whether a curve is drawn on a log axis (when all its values are positive)."
+    return name in LOG_CURVES or name.endswith('_norm')
 
 def _series(rec, name):
     "(label, x, y) lines of one variable: iterations spread over [step, step+1), one line per other coordinate."
@@ -225,18 +245,56 @@ def _series(rec, name):
         out.append((label, x[keep], y[keep]))
     return out
 
+def stop_events(rec, # a recording with a `stop` variable
+                name:str='energy' # the curve the markers sit on
+               )->list: # (code, x, y) of every step that stopped early or ran out of iterations
+    "Where a step's inner loop stopped, and why: at the last iteration it ran, on the `name` curve."
+    if 'stop' not in rec.data_vars: return []
+    codes = np.asarray(rec['stop'].values, dtype=float)
+    v = np.asarray(rec[name].values, dtype=float) if name in rec.data_vars else None
+    out = []
+    for i, c in enumerate(codes):
+        if not np.isfinite(c) or int(c) not in STOP_REASONS: continue
+        x, y = float(i), np.nan
+        if v is not None:
+            row = v[i].ravel() if v.ndim > 1 else v[i:i + 1]
+            ok = np.nonzero(np.isfinite(row))[0]
+            if ok.size: k = ok[-1]; x, y = i + (k / row.size if v.ndim > 1 else 0), row[k]
+        out.append((int(c), x, y))
+    return out
+
 def _label(rec, i): return rec.attrs.get('method') or f"run {i}"
 
+def _stop_markers(a, rec, name, color=None):
+    "The stop reasons of one recording as markers on axes `a` (on the curve, or on one row per reason)."
+    ev = stop_events(rec, name)
+    for code, (lab, m, c) in STOP_REASONS.items():
+        pts = [(x, y if name != 'stop' else code) for k, x, y in ev if k == code and (name == 'stop' or np.isfinite(y))]
+        if pts: a.scatter(*zip(*pts), marker=m, s=30, color=color or c, ec='k' if color else 'none', lw=.5, zorder=3, label=f"stop: {lab}")
+    if name == 'stop':
+        a.set_yticks(list(STOP_REASONS), [v[0] for v in STOP_REASONS.values()], fontsize=7)
+        a.set_ylim(.5, len(STOP_REASONS) + .5)
+
+# %% ../nbs/13_plots.ipynb #cd26da52
+def _log_axis(a, y):
+    "A log y axis with plain tick labels; minor ticks labelled only when the values stay within one decade."
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+    a.set_yscale('log')
+    fmt = FuncFormatter(lambda v, _: f"{v:.2g}")
+    a.yaxis.set_major_formatter(fmt)
+    a.yaxis.set_minor_formatter(fmt if np.log10(y.max() / y.min()) < 1 else NullFormatter())
+
 def curves(rec, # a recording, or a list of recordings drawn on the same panels
-           names:list=None, # variables to draw (default: `curve_names`)
+           names:list=None, # variables to draw (default: `curve_names`); 'stop' draws the stop reasons alone
            step:int=None, # mark this step index
            iteration:int=None, # mark this inner iteration of `step`
            ax=None, # one axes for all curves (default: one panel per variable)
            fig=None, # figure (or subfigure) to draw the panels in
            ncols:int=3, # panels per row
-           labels:list=None # one label per recording
+           labels:list=None, # one label per recording
+           log:bool=None # log y axis: None for ν, ξ and norms (`log_scaled`) spanning more than a factor 2, True/False for every panel
           ):
-    "Logged quantities against the step, one panel per variable, with the current step marked; returns the figure."
+    "Logged quantities against the step, one panel per variable, stop reasons as markers, the current step marked; returns the figure."
     recs = list(rec) if isinstance(rec, (list, tuple)) else [rec]
     labels = labels or [_label(r, i) for i, r in enumerate(recs)]
     names = names or list(dict.fromkeys(n for r in recs for n in curve_names(r)))
@@ -244,24 +302,30 @@ def curves(rec, # a recording, or a list of recordings drawn on the same panels
     if ax is not None: axes, fig = [ax] * len(names), ax.figure
     else:
         nc = min(ncols, len(names)); nr = math.ceil(len(names) / nc)
-        fig = fig or plt.figure(figsize=(3.6 * nc, 2.4 * nr))
+        fig = fig or plt.figure(figsize=(3.6 * nc, 2.5 * nr), layout='constrained')
         axes = fig.subplots(nr, nc, squeeze=False).ravel()
         for a in axes[len(names):]: a.set_visible(False)
     for name, a in zip(names, axes):
+        ys = []
         for k, (r, rl) in enumerate(zip(recs, labels)):
             if name not in r.data_vars: continue
+            if name == 'stop': _stop_markers(a, r, 'stop', COLORS[3 * k % len(COLORS)] if len(recs) > 1 else None); continue
             for j, (lab, x, y) in enumerate(_series(r, name)):
                 lab = lab if len(recs) == 1 else rl if lab == name else f"{rl}: {lab}"
                 a.plot(x, y, marker='.', ms=3, lw=1.2, label=lab, color=COLORS[(j + 3 * k) % len(COLORS)] if ax is None else None)
+                ys.append(y)
+            if name == 'energy' and ax is None: _stop_markers(a, r, name, COLORS[3 * k % len(COLORS)] if len(recs) > 1 else None)
+        y = np.concatenate(ys) if ys else np.array([])
+        if (log if log is not None else log_scaled(name)) and y.size and (y > 0).all() and y.max() > 2 * y.min(): _log_axis(a, y)
         if step is not None:
             r0 = next(r for r in recs if name in r.data_vars)
             n = r0.sizes['step']; i = step % n
             nit = r0.sizes.get('iteration', 0)
             xm = i + (iteration / nit if iteration is not None and nit and 'iteration' in r0[name].dims else 0)
             a.axvline(xm, color='k', ls='--', lw=1)
-        if ax is None: a.set_title(name, fontsize=9)
-        a.set_xlabel('step', fontsize=8); a.tick_params(labelsize=7)
-        if len(a.get_lines()) > (2 if step is not None else 1): a.legend(fontsize=7)
+        if ax is None: a.set_title(name + (' (log)' if a.get_yscale() == 'log' else ''), fontsize=9)
+        a.set_xlabel('step', fontsize=8); a.tick_params(which='both', labelsize=7)
+        if len(a.get_lines()) + len(a.collections) > (2 if step is not None else 1): a.legend(fontsize=6)
     return fig
 
 # %% ../nbs/13_plots.ipynb #1954bae2
@@ -275,13 +339,83 @@ def gradsam_names(rec # a recording
     "Map variables of a recording that come from Grad-SAM."
     return [k for k in map_names(rec) if re.search('gradsam|importance|mask', k)]
 
+def steps_with(rec, # a recording
+               name:str # a per-step variable
+              )->list: # step indices at which it holds any finite value
+    "The steps at which a variable was logged (NaN elsewhere)."
+    v = np.asarray(rec[name].values, dtype=float)
+    return [int(i) for i in np.nonzero(np.isfinite(v.reshape(v.shape[0], -1)).any(1))[0]]
+
+def valid_iterations(rec, # a recording
+                     step:int, # step index
+                     name:str='energy' # a per-iteration variable
+                    )->int: # how many inner iterations ran at that step (0: none, or no such variable)
+    "The number of inner iterations that hold values at one step."
+    if name not in rec.data_vars or 'iteration' not in rec[name].dims: return 0
+    v = np.asarray(rec[name].isel(step=step).transpose('iteration', ...).values, dtype=float)
+    ok = np.isfinite(v.reshape(v.shape[0], -1)).any(1)
+    return int(np.nonzero(ok)[0][-1] + 1) if ok.any() else 0
+
+def _spans(steps):
+    "`[0, 1, 2, 7]` → '0–2, 7'."
+    out, i = [], 0
+    while i < len(steps):
+        j = i
+        while j + 1 < len(steps) and steps[j + 1] == steps[j] + 1: j += 1
+        out.append(f"{steps[i]}" if i == j else f"{steps[i]}–{steps[j]}"); i = j + 1
+    return ', '.join(out)
+
+def note(ax, # axes to write on
+         text:str # one line saying why there is nothing to draw
+        ):
+    "Replace a panel's drawing with a one-line note."
+    ax.set_axis_off()
+    ax.text(.5, .5, text, ha='center', va='center', fontsize=8, color='#555', wrap=True, transform=ax.transAxes)
+    return ax
+
 def _last_run(v):
     "Index of the last inner iteration holding values."
     ok = np.isfinite(np.asarray(v.values, dtype=float)).reshape(v.sizes['iteration'], -1).any(1)
     return int(np.nonzero(ok)[0][-1]) if ok.any() else v.sizes['iteration'] - 1
 
+def default_step(rec, # a recording
+                 names:list=None # variables that should be shown (default: none: the last step)
+                )->int: # the last step at which any of them was logged
+    "The step a view opens at: the last one where what it shows exists."
+    steps = sorted({s for n in (names or []) if n in rec.data_vars for s in steps_with(rec, n)})
+    return steps[-1] if steps else rec.sizes['step'] - 1
+
+def _at_step(rec, name, step, iteration):
+    "A map variable at one step (and iteration): (values, iteration shown or None)."
+    v = rec[name].isel(step=step)
+    it = None
+    if 'iteration' in v.dims:
+        it = _last_run(v) if iteration is None or iteration < 0 else min(iteration, v.sizes['iteration'] - 1)
+        v = v.isel(iteration=it)
+    return v, it
+
+def _absent(rec, name, i, iteration):
+    "Why a map has no values at step i: where it does have them."
+    logged = steps_with(rec, name)
+    if not logged: return f"{name} (never logged)"
+    if i in logged and 'iteration' in rec[name].dims:
+        v = rec[name].isel(step=i)
+        its = [k for k in range(v.sizes['iteration']) if np.isfinite(np.asarray(v.isel(iteration=k).values, dtype=float)).any()]
+        return f"{name} at iteration {iteration} (this step has iterations {_spans(its)})"
+    return f"{name} (logged at steps {_spans(logged)})"
+
+def maps_at(rec, # a recording
+            step:int, # step index
+            names:list=None, # map variables (default: `map_names`)
+            iteration:int=None # inner iteration (default: the last one run)
+           )->tuple: # (names logged at that step, names not logged there)
+    "Which maps exist at one step."
+    names = names or map_names(rec)
+    live = [n for n in names if np.isfinite(np.asarray(_at_step(rec, n, step, iteration)[0].values, dtype=float)).any()]
+    return live, [n for n in names if n not in live]
+
 def maps_panel(rec, # a recording holding maps
-               step:int=-1, # step index
+               step:int=None, # step index (default: the last step at which the maps were logged)
                names:list=None, # map variables (default: `map_names`)
                iteration:int=None, # inner iteration, for maps logged per iteration (default: the last one run)
                image=None, # the run's image, drawn faintly under the maps
@@ -289,26 +423,31 @@ def maps_panel(rec, # a recording holding maps
                cmap:str='viridis', # colour map
                what:str='maps' # how to call them in the error message
               ):
-    "Map variables of every object at one step, with the objects' boxes; returns the figure."
+    "Map variables of every object at one step, with the objects' boxes; a map not logged at that step says so; returns the figure."
     names = names or map_names(rec)
     if not names: raise ValueError(f"this recording holds no {what} (variables with dims (step, [iteration,] [object,] lat_y, lat_x))")
+    if step is None: step = default_step(rec, names)
+    i = step % rec.sizes['step']
     lay = layout_of(rec)
-    n_obj = max(rec[n].sizes.get('object', 1) for n in names)
-    fig = fig or plt.figure(figsize=(2.6 * n_obj, 2.6 * len(names)))
-    axes = fig.subplots(len(names), n_obj, squeeze=False)
+    live, dead = maps_at(rec, step, names, iteration)
+    n_obj = max([rec[n].sizes.get('object', 1) for n in live] or [1])
+    fig = fig or plt.figure(figsize=(2.6 * max(n_obj, 2), 2.7 * len(live) + .5 * bool(dead)), layout='constrained')
+    rows = len(live) + bool(dead)
+    axes = fig.subplots(rows, n_obj, squeeze=False, height_ratios=[.18] * bool(dead) + [1] * len(live))
+    if dead:
+        note(axes[0, 0], f"Not logged at step {i}: " + '; '.join(_absent(rec, n, i, iteration) for n in dead))
+        axes[0, 0].texts[0].set_x(0); axes[0, 0].texts[0].set_ha('left')
+        for ax in axes[0, 1:]: ax.set_visible(False)
     img = _image_array(image)
-    for r, name in enumerate(names):
-        v = rec[name].isel(step=step)
-        it = None
-        if 'iteration' in v.dims:
-            it = _last_run(v) if iteration is None or iteration < 0 else min(iteration, v.sizes['iteration'] - 1)
-            v = v.isel(iteration=it)
+    for r, name in enumerate(live, int(bool(dead))):
+        v, it = _at_step(rec, name, step, iteration)
+        vals = np.asarray(v.values, dtype=float)
         for j in range(n_obj):
             ax = axes[r, j]
             if 'object' not in v.dims and j > 0: ax.set_visible(False); continue
-            m = v.isel(object=j) if 'object' in v.dims else v
+            m = vals[j] if 'object' in v.dims else vals
             if img is not None: ax.imshow(img, extent=(0, 1, 1, 0), alpha=.35)
-            ax.imshow(np.asarray(m.values, dtype=float), extent=(0, 1, 1, 0), cmap=cmap, alpha=.8 if img is not None else 1.)
+            ax.imshow(m, extent=(0, 1, 1, 0), cmap=cmap, alpha=.8 if img is not None else 1.)
             objs = [j] if 'object' in v.dims else range(len(lay.objects) if lay is not None else 0)
             for k in objs:
                 if lay is None or k >= len(lay.objects): continue
@@ -316,11 +455,11 @@ def maps_panel(rec, # a recording holding maps
                 ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec='white', lw=1.5))
             ax.set_xlim(0, 1); ax.set_ylim(1, 0); ax.set_xticks([]); ax.set_yticks([])
             who = (lay.objects[j].phrase if lay is not None and j < len(lay.objects) else j) if 'object' in v.dims else 'all objects'
-            ax.set_title(f"{name} · {who}" + (f" · it {it}" if it is not None else ''), fontsize=8)
+            ax.set_title(f"{name}\n{who} · step {i}" + (f" · it {it}" if it is not None else ''), fontsize=8)
     return fig
 
 def gradsam_panel(rec, # a recording holding Grad-SAM maps
-                  step:int=-1, # step index
+                  step:int=None, # step index (default: the last step at which Grad-SAM acted)
                   names:list=None, # map variables (default: `gradsam_names`)
                   **kw # passed to `maps_panel` (iteration, image, fig, cmap)
                  ):
@@ -335,19 +474,64 @@ def compare(rec_a, rec_b, # two recordings of the same prompt
             images=(None, None), # the two runs' images
             labels=None, # titles (default: each recording's method)
             fig=None, # figure (or subfigure) to draw in
-            alpha:float=.6 # opacity of the maps over the images
+            alpha:float=.6, # opacity of the maps over the images
+            head:int=None # one attention head (see `attention_map`)
            ):
     "The attention of the same tokens in two recordings, side by side on a shared colour scale; returns the figure."
     recs = [rec_a, rec_b]
     labels = labels or [_label(r, i) for i, r in enumerate(recs)]
     sizes = [(_image_array(im).shape[:2] if im is not None else (256, 256)) for im in images]
-    vmax = max(float(upsample(attention_map(r, step, layer, token), s).max()) for r, s in zip(recs, sizes)) or 1.
-    fig = fig or plt.figure(figsize=(8, 4.2))
+    vmax = max(float(upsample(attention_map(r, step, layer, token, head), s).max()) for r, s in zip(recs, sizes)) or 1.
+    fig = fig or plt.figure(figsize=(8, 4.4), layout='constrained')
     axes = fig.subplots(1, 2, squeeze=False)[0]
     for r, im, lab, ax in zip(recs, images, labels, axes):
-        attention_over_image(r, im, step, layer, token, ax=ax, alpha=alpha, vmax=vmax)
+        attention_over_image(r, im, step, layer, token, ax=ax, alpha=alpha, vmax=vmax, head=head)
         ax.set_title(f"{lab}\n{ax.get_title()}", fontsize=9)
     return fig
+
+# %% ../nbs/13_plots.ipynb #f526396f
+def _rgb_fit(z, image):
+    "A linear map (with bias) from latent channels to RGB, fitted on the final image at the latent's resolution."
+    from PIL import Image
+    c, h, w = z.shape
+    im = (image if hasattr(image, 'convert') else Image.fromarray(np.asarray(image))).convert('RGB').resize((w, h), Image.BILINEAR)
+    X = np.concatenate([z.reshape(c, -1).T, np.ones((h * w, 1))], 1)
+    W, *_ = np.linalg.lstsq(X, np.asarray(im, dtype=float).reshape(-1, 3) / 255., rcond=None)
+    return W
+
+def x0_preview(rec, # a recording
+               step:int=-1, # step index
+               image=None # the run's image: colours are fitted on it (else the first three channels, normalised)
+              )->np.ndarray|None: # (h, w, 3) floats in [0, 1], or None when `x0_pred` was not recorded at that step
+    "The predicted clean latent x̂₀ of one step as an RGB approximation (a linear map of the latent channels)."
+    if 'x0_pred' not in rec.data_vars: return None
+    z = np.asarray(rec['x0_pred'].isel(step=step).transpose('channel', ...).values, dtype=float)
+    if not np.isfinite(z).all(): return None
+    if image is not None:
+        last = np.asarray(rec['x0_pred'].isel(step=-1).transpose('channel', ...).values, dtype=float)
+        if np.isfinite(last).all():
+            X = np.concatenate([z.reshape(z.shape[0], -1).T, np.ones((z[0].size, 1))], 1)
+            return np.clip(X @ _rgb_fit(last, image), 0, 1).reshape(*z.shape[1:], 3)
+    rgb = z[:3] if z.shape[0] >= 3 else np.repeat(z[:1], 3, 0)
+    lo, hi = np.percentile(rgb, 2), np.percentile(rgb, 98)
+    return np.clip((rgb - lo) / (hi - lo or 1.), 0, 1).transpose(1, 2, 0)
+
+def x0_panel(rec, # a recording
+             step:int=-1, # step index
+             image=None, # the run's image (for the colours, see `x0_preview`)
+             ax=None # axes to draw on (default: a new figure)
+            ):
+    "The x̂₀ preview of one step with the layout's boxes, or a one-line note when it was not recorded; returns the axes."
+    if ax is None: _, ax = plt.subplots(figsize=(4, 4))
+    i = step % rec.sizes['step']
+    x0 = x0_preview(rec, step, image)
+    if x0 is None:
+        why = 'not recorded (the run logged no x0_pred)' if 'x0_pred' not in rec.data_vars else f'not recorded at step {i}'
+        return note(ax, f"x̂₀ preview: {why}")
+    ax.imshow(x0, extent=(0, 1, 1, 0), interpolation='nearest')
+    show_layout(rec, ax=ax, labels=False, lw=1)
+    ax.set_title(f"x̂₀ predicted at step {i}\n(latent → RGB, linear)", fontsize=9)
+    return ax
 
 # %% ../nbs/13_plots.ipynb #87b45874
 def overview(rec, # a recording
@@ -358,29 +542,36 @@ def overview(rec, # a recording
              iteration:int=None, # inner iteration to mark / show
              rec_b=None, # a second recording, drawn beside the first on the same controls
              image_b=None, # its image
-             views=('attention', 'curves', 'maps'), # sections to draw, when there is something to draw
+             views=('attention', 'x0', 'curves', 'maps'), # sections to draw, when there is something to draw
              names:list=None, # curves to draw (default: all)
-             width:float=9. # figure width in inches
+             width:float=9., # figure width in inches
+             head:int=None # one attention head (see `attention_map`)
             ):
-    "Attention, curves and maps of one step in one figure (what `RecordingBrowser` shows); returns the figure."
+    "Attention (with the x̂₀ preview), curves and maps of one step in one figure (what `RecordingBrowser` shows); returns the figure."
     recs = [r for r in (rec, rec_b) if r is not None]
     imgs = [image, image_b][:len(recs)]
     parts = []
-    if 'attention' in views and all(attention_groups(r) for r in recs): parts.append(('attention', 4.2))
+    if 'attention' in views and all(attention_groups(r) for r in recs): parts.append(('attention', 3.4 if len(recs) == 1 else 4.2))
+    elif 'x0' in views and len(recs) == 1 and 'x0_pred' in rec.data_vars: parts.append(('x0', 3.6))
     names = [k for k in (names or dict.fromkeys(k for r in recs for k in curve_names(r))) if any(k in r.data_vars for r in recs)]
-    if 'curves' in views and names: parts.append(('curves', 2.4 * math.ceil(len(names) / 3)))
+    if 'curves' in views and names: parts.append(('curves', 2.5 * math.ceil(len(names) / 3)))
     for i, r in enumerate(recs):
-        if 'maps' in views and map_names(r): parts.append((f'maps{i}', 2.2 * len(map_names(r))))
+        if 'maps' in views and map_names(r):
+            live, dead = maps_at(r, step, iteration=iteration)
+            parts.append((f'maps{i}', 2.4 * len(live) + .5 * bool(dead)))
     if not parts: raise ValueError("nothing to draw: the recording holds no attention maps and no logged quantities")
     fig = plt.figure(figsize=(width, sum(h for _, h in parts)), layout='constrained')
     subs = fig.subfigures(len(parts), 1, height_ratios=[h for _, h in parts], squeeze=False)[:, 0]
+    x0 = 'x0' in views and len(recs) == 1
     for (kind, _), sf in zip(parts, subs):
         if kind == 'attention':
-            if len(recs) == 2: compare(rec, rec_b, step, layer, token, images=imgs, fig=sf)
+            if len(recs) == 2: compare(rec, rec_b, step, layer, token, images=imgs, fig=sf, head=head)
             else:
-                a0, a1 = sf.subplots(1, 2)
-                show_layout(rec, image, ax=a0).set_title(f"{_label(rec, 0)}: image and layout", fontsize=9)
-                attention_over_image(rec, image, step, layer, token, ax=a1, colorbar=True)
+                axs = sf.subplots(1, 3 if x0 else 2, width_ratios=[1, 1.1, 1][:3 if x0 else 2])
+                show_layout(rec, image, ax=axs[0]).set_title(f"{_label(rec, 0)}:\nimage and layout", fontsize=9)
+                attention_over_image(rec, image, step, layer, token, ax=axs[1], colorbar=True, head=head)
+                if x0: x0_panel(rec, step, image, ax=axs[2])
+        elif kind == 'x0': x0_panel(rec, step, image, ax=sf.subplots())
         elif kind == 'curves': curves(recs, names, step=step, iteration=iteration, fig=sf)
         else:
             i = int(kind[-1])

@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_widgets.ipynb #6c70bea2
 from __future__ import annotations
-import html, io, re
+import html, io, math, re, time
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
@@ -17,8 +17,9 @@ from .layout import Layout, LayoutError
 from . import plots
 
 # %% auto #0
-__all__ = ['derive_phrases', 'parse_phrases', 'png_bytes', 'blank_canvas', 'box_to_norm', 'norm_to_box', 'available_methods',
-           'method_seams', 'default_model', 'LayoutEditor', 'RecordingBrowser']
+__all__ = ['MODELS', 'LOAD_LIMIT', 'derive_phrases', 'parse_phrases', 'png_bytes', 'blank_canvas', 'box_to_norm', 'norm_to_box',
+           'available_methods', 'method_seams', 'default_model', 'default_cfg', 'method_parameters', 'read_layout',
+           'LayoutEditor', 'browsable', 'RecordingBrowser']
 
 # %% ../nbs/14_widgets.ipynb #c411b459
 _SPLIT = re.compile(r",|;|\b(?:and|with|of|on|in|next to|beside|above|below|under|behind|left of|right of)\b", re.I)
@@ -110,6 +111,44 @@ def default_model()->str: # 'shapes' when its weights are bundled, else 'tiny-sd
     from layoutlab.models import ASSETS
     return 'shapes' if (Path(ASSETS)/'shapes'/'model_index.json').exists() else 'tiny-sd15'
 
+# %% ../nbs/14_widgets.ipynb #32b530fe
+MODELS = ('shapes', 'tiny-sd15', 'tiny-sdxl')   # what the editor's model menu offers (any `load_pipeline` name works in code)
+_OFF = {('update', 'backprop'): {'r', 'xi_norm'}, ('update', 'langevin'): {'scale', 'step_scale'}, ('energy', 'aef'): {'rho0', 'lam'}}
+
+def _stand_in(model):
+    "Something `layoutlab.methods.model_kind` can tell the model from, without loading it."
+    from types import SimpleNamespace
+    from layoutlab.models import ASSETS
+    return model if not isinstance(model, str) else SimpleNamespace(name_or_path=str(Path(ASSETS)/'shapes') if model == 'shapes' else model)
+
+def default_cfg(model # a model name (`shapes`, `tiny-sd15`, ...) or a pipeline
+               )->float: # its calibrated classifier-free guidance scale (`methods.MODEL_DEFAULTS`), else the sampler's 7.5
+    "The CFG scale the editor starts with for a model."
+    import inspect
+    from layoutlab.sampler import sample
+    from layoutlab.methods import MODEL_DEFAULTS, model_kind
+    fallback = inspect.signature(sample).parameters['cfg'].default
+    fallback = fallback if isinstance(fallback, (int, float)) else 7.5
+    return float(MODEL_DEFAULTS.get(model_kind(_stand_in(model)), {}).get('cfg', fallback) or fallback)
+
+def method_parameters(name:str, # a method name
+                      model='shapes', # the model (name or pipeline) whose calibrated defaults apply
+                      **overrides # per piece class, values to show instead, e.g. `Guidance=dict(max_iterations=2)`
+                     )->dict: # {piece class: {parameter: value}}: the numbers and switches of each piece
+    "A method's main parameters, as the preset would set them for this model: what the editor shows as fields."
+    if name == 'none': return {}
+    import dataclasses
+    from layoutlab.methods import preset
+    seams, _ = preset(name, _stand_in(model), **overrides)
+    out = {}
+    for piece in seams.values():
+        if not dataclasses.is_dataclass(piece): continue
+        off = set().union(*[v for (k, val), v in _OFF.items() if getattr(piece, k, None) == val])
+        ps = {f.name: getattr(piece, f.name) for f in dataclasses.fields(piece) if f.name not in off
+              and (isinstance(getattr(piece, f.name), (int, float)) or (getattr(piece, f.name) is None and 'None' in str(f.type)))}
+        if ps: out.setdefault(type(piece).__name__, {}).update(ps)
+    return out
+
 # %% ../nbs/14_widgets.ipynb #39d4d819
 _OK, _ERR, _INFO = '#1b5e20', '#b00020', '#37474f'
 
@@ -118,23 +157,33 @@ def _in_kernel()->bool:
     ip = get_ipython()
     return ip is not None and getattr(ip, 'kernel', None) is not None
 
+def read_layout(layout # a `Layout`, its dict or JSON text, or the path of a layout JSON file
+               )->Layout:
+    "A layout from any of the forms the editor accepts."
+    if isinstance(layout, Path) or (isinstance(layout, str) and not layout.lstrip().startswith('{')): layout = Path(layout).read_text()
+    return plots._as_layout(layout)
+
 class LayoutEditor:
     "Draw a layout on a canvas, validate it, and run a method on it."
     def __init__(self,
                  pipe=None, # a pipeline; None loads `model` on the first run
-                 layout:Layout=None, # a layout to load (prompt, phrases, boxes, seed)
+                 layout:Layout=None, # a layout to load (prompt, phrases, boxes, seed): a `Layout`, its dict or JSON, or a JSON file's path
                  image_size=512, # canvas size in pixels: int or (width, height)
                  prompt:str='a red circle and a blue square', # initial prompt, when no layout is given
-                 model:str=None, # model name for `load_pipeline` (default: `default_model()`)
+                 model:str=None, # model name for `load_pipeline` (default: `default_model()`); ignored when `pipe` is given
                  method:str='none', # initial method
                  steps:int=20, # initial number of sampling steps
                  seed:int=0, # initial seed (a loaded layout's seed wins)
                  record:bool=True, # record the run (attention and logged values)
-                 method_options:dict=None # preset overrides, e.g. `{'Guidance': dict(max_iterations=2)}`
+                 method_options:dict=None, # preset overrides, e.g. `{'Guidance': dict(max_iterations=2)}` (shown in the parameter fields)
+                 cfg:float=None, # classifier-free guidance scale (default: the model's calibrated one, `default_cfg`)
+                 path:str='layout.json' # the file **Open** reads and **Save** writes (the recording and image go beside it)
                 ):
+        if layout is not None: layout = read_layout(layout)
         self.pipe, self.size, self.record = pipe, _wh(image_size), record
         self.method_options = dict(method_options or {})
-        self.model_name = model
+        self._model_given = model is not None
+        self.model_name = model if pipe is None else (getattr(pipe, 'name_or_path', None) or type(pipe).__name__)
         self.layout, self.error, self.result, self.note = None, None, None, ''
         self._auto = True        # phrases follow the prompt until the user edits them
         self._updating = False
@@ -145,18 +194,34 @@ class LayoutEditor:
         self.message = W.HTML()
         methods = available_methods()
         self.method = W.Dropdown(options=methods, value=method if method in methods else 'none', description='method')
+        if pipe is not None: self.model = W.Dropdown(options=[(f'given: {self.model_name}', self.model_name)], disabled=True, description='model')
+        else:
+            name = model or default_model()
+            self.model = W.Dropdown(options=list(dict.fromkeys([*MODELS, name])), value=name, description='model')
+        self.cfg = W.BoundedFloatText(cfg if cfg is not None else default_cfg(pipe if pipe is not None else self.model.value), min=0, max=100, step=.5,
+                                      description='CFG', layout=W.Layout(width='160px'))
+        self.params = W.VBox()
+        self.path = W.Text(path, description='file', layout=W.Layout(width='320px'))
+        self.open_button = W.Button(description='Open', icon='folder-open', layout=W.Layout(width='90px'))
+        self.save_button = W.Button(description='Save', icon='save', layout=W.Layout(width='90px'))
         self.steps = W.BoundedIntText(steps, min=1, max=1000, description='steps', layout=W.Layout(width='160px'))
         self.seed = W.IntText(seed if layout is None or layout.seed is None else layout.seed, description='seed', layout=W.Layout(width='160px'))
         self.run_button = W.Button(description='Run', button_style='primary', icon='play')
         self.progress = W.IntProgress(0, min=0, max=steps, description='', layout=W.Layout(width='240px'))
         self.output = W.Output()
-        self.widget = W.VBox([self.prompt, self.phrases, self.bbox, self.message,
-                              W.HBox([self.method, self.steps, self.seed, self.run_button, self.progress]), self.output])
+        self.widget = W.VBox([self.prompt, self.phrases, self.bbox, self.message, W.HBox([self.model, self.method, self.cfg]), self.params,
+                              W.HBox([self.steps, self.seed, self.run_button, self.progress]),
+                              W.HBox([self.path, self.open_button, self.save_button]), self.output])
         self.prompt.observe(self._on_prompt, 'value')
         self.phrases.observe(self._on_phrases, 'value')
         self.bbox.observe(lambda _: self.validate(), 'bboxes')
         self.seed.observe(lambda _: self.validate(), 'value')
         self.run_button.on_click(lambda _: self.run())
+        self.open_button.on_click(lambda _: self.open_layout())
+        self.save_button.on_click(lambda _: self.save())
+        self.model.observe(self._on_model, 'value')
+        self.method.observe(lambda _: self._show_params(), 'value')
+        self._show_params()
         if layout is not None: self.load(layout)
         else: self._set_phrases(', '.join(derive_phrases(prompt)))
 
@@ -182,6 +247,47 @@ def _on_phrases(self:LayoutEditor, change):
     self.bbox.classes = classes
     if self.bbox.label not in classes: self.bbox.label = classes[0] if classes else ''
     self.validate()
+
+# %% ../nbs/14_widgets.ipynb #f1fda404
+@patch
+def _on_model(self:LayoutEditor, change):
+    self.pipe, self.model_name, self._model_given, self.note = None, self.model.value, True, ''
+    self.cfg.value = default_cfg(self.model.value)
+    self._show_params()
+
+@patch
+def _show_params(self:LayoutEditor):
+    "One field per main parameter of the chosen method (see `method_parameters`)."
+    from fastcore.docments import docments
+    import layoutlab.methods as m
+    self._fields = {}
+    rows = []
+    try: ps = method_parameters(self.method.value, self.pipe if self.pipe is not None else self.model.value, **self.method_options)
+    except Exception as e: ps = {}; self.message.value = f'<div style="color:{_ERR}">⚠ {html.escape(str(e))}</div>'
+    for piece, vals in ps.items():
+        docs = docments(getattr(m, piece)) if hasattr(m, piece) else {}
+        ws = []
+        for k, v in vals.items():
+            kw = dict(description=k, tooltip=docs.get(k) or k, style={'description_width': 'initial'}, layout=W.Layout(width='190px'))
+            w = (W.Checkbox(v, **kw) if isinstance(v, bool) else W.IntText(v, **kw) if isinstance(v, int)
+                 else W.FloatText(v, **kw) if isinstance(v, float) else W.Text('', placeholder='none', **kw))
+            self._fields[(piece, k)] = w; ws.append(w)
+        rows.append(W.VBox([W.HTML(f'<b style="font-size:12px">{html.escape(piece)}</b> parameters'),
+                            W.GridBox(ws, layout=W.Layout(grid_template_columns='repeat(4, 200px)', grid_gap='2px 8px'))]))
+    self.params.children = rows
+
+@patch
+def options(self:LayoutEditor)->dict: # {piece class: {parameter: value}} as the fields hold them
+    "The method's parameters as set in the fields, for `methods.preset` (an empty field is `None`)."
+    out = {}
+    for (piece, k), w in self._fields.items():
+        v = w.value
+        if isinstance(w, W.Text):
+            v = v.strip()
+            try: v = None if not v else float(v)
+            except ValueError: raise ValueError(f"{piece}.{k} must be a number or empty (none), got {w.value!r}") from None
+        out.setdefault(piece, {})[k] = v
+    return out
 
 # %% ../nbs/14_widgets.ipynb #0aa035fe
 @patch
@@ -240,8 +346,8 @@ def load(self:LayoutEditor, layout # a `Layout` (or its dict / JSON)
 def _pipeline(self:LayoutEditor):
     if self.pipe is None:
         from layoutlab.models import load_pipeline
-        name = self.model_name or default_model()
-        if name == 'tiny-sd15' and self.model_name is None:
+        name = self.model.value
+        if name == 'tiny-sd15' and not self._model_given:
             self.note = 'ShapesSD weights are not bundled in this install: running the tiny random-weight pipeline (tiny-sd15), whose images are noise.'
         self.pipe = load_pipeline(name)
         self.model_name = name
@@ -261,13 +367,13 @@ def run(self:LayoutEditor)->object: # the `Sample`, or None when the run could n
     self.run_button.disabled = True
     try:
         pipe = self._pipeline()
-        seams, params = method_seams(self.method.value, pipe, **(self.method_options if self.method.value != 'none' else {}))
+        seams, params = method_seams(self.method.value, pipe, **(self.options() if self.method.value != 'none' else {}))
         user_after = seams.pop('after_step', None)
         def after_step(state):
             z = user_after(state) if user_after is not None else state.latents
             self.progress.value = state.i + 1
             return z
-        self.result = sample(pipe, lay, steps=steps, seed=int(self.seed.value), recorder=Recorder() if self.record else None,
+        self.result = sample(pipe, lay, steps=steps, seed=int(self.seed.value), cfg=float(self.cfg.value), recorder=Recorder() if self.record else None,
                              method=self.method.value, params=params, model=self.model_name or type(pipe).__name__,
                              progress=False, after_step=after_step, **seams)
     except Exception as e:
@@ -282,7 +388,7 @@ def run(self:LayoutEditor)->object: # the `Sample`, or None when the run could n
     with self.output:
         clear_output(wait=True)
         ax = plots.show_layout(lay, img)
-        ax.set_title(f"{self.method.value} · {self.model_name or type(pipe).__name__} · seed {self.seed.value} · {steps} steps", fontsize=9)
+        ax.set_title(f"{self.method.value} · {self.model_name or type(pipe).__name__} · CFG {self.cfg.value:g} · seed {self.seed.value} · {steps} steps", fontsize=9)
         self.figure = ax.figure
         if _in_kernel(): display(ax.figure)
         plt.close(ax.figure)
@@ -297,7 +403,88 @@ def browser(self:LayoutEditor, **kw)->'RecordingBrowser': # a browser over the l
     if self.recording is None: raise ValueError("nothing to browse: press Run first (with record=True)")
     return RecordingBrowser(self.recording, self.result.image, **kw)
 
+# %% ../nbs/14_widgets.ipynb #719089ca
+@patch
+def save(self:LayoutEditor, path=None # the layout JSON to write (default: the file field); `.nc` and `.png` go beside it
+        )->dict: # what was written: {'layout': path, 'recording': path, 'image': path}, or {} when the layout is not valid
+    "Write the layout JSON and, after a run, the run's recording and image."
+    lay = self.validate()
+    if lay is None: return {}
+    p = Path(path or self.path.value).with_suffix('.json')
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(lay.to_json())
+    out = {'layout': p}
+    if self.result is not None:
+        if self.recording is not None:
+            out['recording'] = p.with_suffix('.nc')
+            self.recording.to_netcdf(out['recording'], engine='h5netcdf')
+        out['image'] = p.with_suffix('.png'); self.result.image.save(out['image'])
+    stale = self.result is not None and self.result.layout.to_dict() != lay.to_dict()
+    self.message.value += (f'<div style="color:{_OK}">Saved {", ".join(html.escape(str(v)) for v in out.values())}'
+                           + (' (the run is of an earlier version of the layout: press Run to match)' if stale else '') + '</div>')
+    return out
+
+@patch
+def open_layout(self:LayoutEditor, path=None # a layout JSON (default: the file field)
+        )->'Layout|None': # the layout shown, or None when the file could not be read
+    "Read a layout JSON file into the editor."
+    p = Path(path or self.path.value)
+    try: text = p.read_text()
+    except OSError as e:
+        self.message.value = f'<div style="color:{_ERR}">⚠ cannot open {html.escape(str(p))}: {html.escape(e.strerror or str(e))}</div>'; return None
+    try: return self.load(text)
+    except (ValueError, KeyError, TypeError) as e:
+        self.message.value = f'<div style="color:{_ERR}">⚠ {html.escape(str(p))} is not a layout JSON: {html.escape(str(e))}</div>'; return None
+
 # %% ../nbs/14_widgets.ipynb #052a5de1
+LOAD_LIMIT = 256 * 2**20   # recordings up to this many bytes are read whole into memory for browsing
+
+def _lazy(rec)->bool:
+    return any(v.chunks is not None for node in rec.subtree for v in node.dataset.variables.values())
+
+def browsable(rec, # a recording (DataTree), e.g. from `load_recording(path)` (lazy, dask)
+              limit:int=LOAD_LIMIT # bytes: a smaller recording is read whole into memory
+             ): # the recording, quick to index one step at a time
+    "A recording made quick to browse: read into memory when it fits in `limit`, else its per-step quantities in memory and its attention read from disk a step at a time."
+    if not _lazy(rec): return rec
+    src = rec.encoding.get('source')
+    if src and Path(src).exists():
+        from layoutlab.record import load_recording
+        again = load_recording(src, lazy=False)        # the file's own lazy indexing: one read per step, no dask graph
+        same = dict(again.sizes) == dict(rec.sizes) and set(again.children) == set(rec.children) and set(again.data_vars) == set(rec.data_vars)
+        if same: rec = again                           # (not when `rec` is a selection or an edit of the file's recording)
+    if rec.nbytes <= limit: return rec.load()
+    import xarray as xr
+    return xr.DataTree.from_dict({'/': rec.to_dataset(inherit=False).load(), **{k: rec[k].to_dataset(inherit=False) for k in rec.children}})
+
+class _Canvas:
+    "A figure shown as PNG in an `ipywidgets.Image`: laid out once, then redrawn (layout frozen) or blitted (only its animated artists)."
+    def __init__(self, dpi=72):
+        self.widget, self.fig, self.dpi, self.animated, self.bg = W.Image(format='png'), None, dpi, [], None
+    def show(self, fig):
+        "Show a new figure: lay it out, freeze the layout, draw it."
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        if self.fig is not None and self.fig is not fig: plt.close(self.fig)
+        self.fig, self.animated = fig, []
+        FigureCanvasAgg(fig); fig.set_dpi(self.dpi)
+        fig.canvas.draw(); fig.set_layout_engine('none')
+        self.redraw()
+    def redraw(self):
+        "Draw everything (after artists changed), keeping the background for blitting."
+        self.fig.canvas.draw()
+        self.bg = self.fig.canvas.copy_from_bbox(self.fig.bbox)
+        self.blit()
+    def blit(self):
+        "Redraw only the animated artists over the kept background."
+        c = self.fig.canvas
+        c.restore_region(self.bg)
+        for a in self.animated: self.fig.draw_artist(a)
+        from PIL import Image
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(c.buffer_rgba())[..., :3]).save(buf, format='png', compress_level=1)
+        self.widget.value = buf.getvalue()
+
+# %% ../nbs/14_widgets.ipynb #19fd5ae9
 def _token_options(rec):
     lay = plots.layout_of(rec)
     opts = []
@@ -306,63 +493,269 @@ def _token_options(rec):
         except ValueError: pass
     return opts + [(f"{p}: {t}", p) for p, t in plots.token_table(rec)]
 
+def _figure(w, h):
+    from matplotlib.figure import Figure
+    return Figure(figsize=(w, h), layout='constrained')
+
 class RecordingBrowser:
-    "Sliders and menus over one recording (or two side by side), drawing `plots.overview` at every change."
+    "Sliders and menus over one recording (or two side by side): attention, x̂₀, curves and maps of the chosen step, redrawn in place."
     def __init__(self,
-                 rec, # a recording (DataTree)
+                 rec, # a recording (DataTree); a lazy one is made quick to browse by `browsable`
                  image=None, # its image
-                 rec_b=None, # a second recording of the same prompt, drawn beside the first
+                 rec_b=None, # a second recording of the same prompt, drawn beside the first on one colour scale
                  image_b=None, # its image
-                 views=('attention', 'curves', 'maps'), # sections of the figure
+                 views=('attention', 'x0', 'curves', 'maps'), # sections to show, when there is something to show
                  curves:list=None, # curves to draw first (default: those of `plots.KNOWN_CURVES` present, else all)
                  width:float=9., # figure width in inches
-                 step:int=None, # initial step index (default: the last)
+                 step:int=None, # initial step index (default: the last step where the maps were logged, else the last)
                  layer:str=None, # initial layer (default: all layers)
-                 token=None # initial token or phrase (default: the first object's phrase)
+                 token=None, # initial token or phrase (default: the first object's phrase)
+                 head:int=None, # initial attention head (recordings made with `heads=True`; default: their mean)
+                 load_limit:int=LOAD_LIMIT, # see `browsable`
+                 dpi:int=72 # resolution of the shown figures
                 ):
-        self.rec, self.image, self.rec_b, self.image_b, self.views, self.width = rec, image, rec_b, image_b, views, width
-        recs = [r for r in (rec, rec_b) if r is not None]
-        n = min(r.sizes['step'] for r in recs)
-        n_it = max(r.sizes.get('iteration', 0) for r in recs)
-        has_attn = all(plots.attention_groups(r) for r in recs)
-        self.step = W.IntSlider(n - 1 if step is None else step % n, min=0, max=n - 1, description='step', continuous_update=False)
-        self.iteration = W.IntSlider(max(n_it - 1, 0), min=0, max=max(n_it - 1, 0), description='iteration', continuous_update=False)
-        self.iteration.layout.display = None if n_it > 1 else 'none'
-        self.layer = W.Dropdown(options=[('all layers (mean)', 'all')] + ([(plots.short_layer(l), l) for l in plots.layer_names(rec)] if has_attn else []),
+        self.rec, self.rec_b = browsable(rec, load_limit), (browsable(rec_b, load_limit) if rec_b is not None else None)
+        rec, rec_b = self.rec, self.rec_b
+        self.image, self.image_b, self.views, self.width = image, image_b, views, width
+        self.recs = [r for r in (rec, rec_b) if r is not None]
+        self.has_attention = all(plots.attention_groups(r) for r in self.recs)
+        n = min(r.sizes['step'] for r in self.recs)
+        self.n_iter = max(r.sizes.get('iteration', 0) for r in self.recs)
+        self.map_names = [plots.map_names(r) for r in self.recs] if 'maps' in views else [[] for _ in self.recs]
+        first = plots.default_step(rec, self.map_names[0]) if step is None else step % n
+        self.step = W.IntSlider(min(first, n - 1), min=0, max=n - 1, description='step', continuous_update=False)
+        self.iteration = W.IntSlider(0, min=0, max=max(self.n_iter - 1, 0), description='iteration', continuous_update=False)
+        self.iteration.layout.display = None if self.n_iter > 1 else 'none'
+        self.layer = W.Dropdown(options=[('all layers (mean)', 'all')] + ([(plots.short_layer(l), l) for l in plots.layer_names(rec)] if self.has_attention else []),
                                 value=layer or 'all', description='layer')
-        opts = _token_options(rec) if has_attn else [('-', 0)]
+        opts = _token_options(rec) if self.has_attention else [('-', 0)]
         if token is not None and token not in [v for _, v in opts]:
             plots.token_positions(rec, token)                  # an error now if the recording has no such token
             opts = [(str(token), token)] + opts
         self.token = W.Dropdown(options=opts, description='token')
         if token is not None: self.token.value = token
-        for w in (self.layer, self.token): w.layout.display = None if has_attn else 'none'
-        names = list(dict.fromkeys(k for r in recs for k in plots.curve_names(r)))
+        n_heads = min(plots.has_heads(r) for r in self.recs) if self.has_attention else 0
+        self.head = W.Dropdown(options=[('mean of heads', -1)] + [(f'head {h}', h) for h in range(n_heads)], value=-1 if head is None else head,
+                               description='head', layout=W.Layout(width='230px', display=None if n_heads else 'none'))
+        for w in (self.layer, self.token): w.layout.display = None if self.has_attention else 'none'
+        names = list(dict.fromkeys(k for r in self.recs for k in plots.curve_names(r)))
         shown = [k for k in (curves or [k for k in names if k in plots.KNOWN_CURVES] or names) if k in names]
         self.curves = W.SelectMultiple(options=names, value=shown, description='curves', rows=min(6, max(len(names), 1)))
-        self.curves.layout.display = None if names else 'none'
+        self.curves.layout.display = None if names and 'curves' in views else 'none'
         self.info = W.HTML()
-        self.out = W.Output()
-        self.widget = W.VBox([W.HBox([self.step, self.iteration, self.info]), W.HBox([self.layer, self.token, self.curves]), self.out])
-        for w in (self.step, self.iteration, self.layer, self.token, self.curves): w.observe(lambda _: self.render(), 'value')
-        self.fig = None
-        self.render()
+        self.png_path = W.Text(value='recording_view.png', description='', layout=W.Layout(width='220px'))
+        self.save_button = W.Button(description='Save PNG', icon='download', layout=W.Layout(width='110px'))
+        self.save_button.on_click(lambda _: self.save_png(self.png_path.value))
+        self.canvases = {k: _Canvas(dpi) for k in ('attention', 'curves', 'maps')}
+        self.timings = []       # (control, wall-clock s, CPU s) of every redraw
+        self.widget = W.VBox([W.HBox([self.step, self.iteration, self.info]), W.HBox([self.layer, self.token, self.head, self.curves]),
+                              W.HBox([self.save_button, self.png_path])] + [c.widget for c in self.canvases.values()])
+        self._fig = None
+        self._set_iterations()
+        self._draw_attention(); self._draw_curves(); self._draw_maps(); self._show_info()
+        self.step.observe(lambda _: self._changed('step'), 'value')
+        self.iteration.observe(lambda _: self._changed('iteration'), 'value')
+        for w in (self.layer, self.token, self.head): w.observe(lambda _: self._changed('attention'), 'value')
+        self.curves.observe(lambda _: self._changed('curves'), 'value')
 
     def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
 
-    def render(self):
-        "Redraw the figure for the current control values."
-        i = self.step.value
-        t = self.rec.timestep.values[i] if 'timestep' in self.rec.coords else None
-        self.info.value = f"<span style='color:#555'>timestep {t:g}</span>" if t is not None else ''
-        it = self.iteration.value if self.iteration.layout.display != 'none' else None
+# %% ../nbs/14_widgets.ipynb #781ef446
+def _iter_var(rec):
+    "The variable that tells which inner iterations ran: `energy` when logged per iteration, else the first such variable."
+    vs = [k for k, v in rec.data_vars.items() if 'iteration' in v.dims]
+    return 'energy' if 'energy' in vs else (vs[0] if vs else None)
+
+@patch
+def _att_args(self:RecordingBrowser):
+    return (None if self.layer.value == 'all' else self.layer.value), self.token.value, (None if self.head.value == -1 else self.head.value)
+
+@patch
+def _it(self:RecordingBrowser): return self.iteration.value if self.n_iter > 1 and not self.iteration.disabled else None
+
+@patch
+def _set_iterations(self:RecordingBrowser):
+    "Bound the iteration slider by the iterations that ran at this step, and put it on the last of them."
+    if self.n_iter <= 1: self.valid_iterations = 0; return
+    i = self.step.value
+    self.valid_iterations = max(plots.valid_iterations(r, i, _iter_var(r)) if _iter_var(r) else 0 for r in self.recs)
+    self._quiet = True
+    try:
+        self.iteration.max = max(self.valid_iterations - 1, 0)
+        self.iteration.value = max(self.valid_iterations - 1, 0)
+        self.iteration.disabled = self.valid_iterations == 0
+    finally: self._quiet = False
+
+@patch
+def _show_info(self:RecordingBrowser):
+    i = self.step.value
+    t = self.rec.timestep.values[i] if 'timestep' in self.rec.coords else None
+    bits = [f"step {i} of {self.rec.sizes['step']}" + (f" (timestep {t:g})" if t is not None else '')]
+    if self.n_iter > 1 and not self.valid_iterations: bits.append('no inner iterations at this step')
+    elif self.n_iter > 1: bits.append(f"{self.valid_iterations} inner iteration(s) ran")
+    if self.timings: bits.append(f"redrawn in {self.timings[-1][1]:.2f} s")
+    self.info.value = f"<span style='color:#555'>{' · '.join(bits)}</span>"
+
+# %% ../nbs/14_widgets.ipynb #6d2a83e6
+def _map_size(img, a): return img.shape[:2] if img is not None else (256, round(256 * a.shape[1] / a.shape[0]))
+
+@patch
+def _draw_attention(self:RecordingBrowser):
+    "Lay out the attention section: image and layout, attention, x̂₀ (or two runs' attention side by side)."
+    cv = self.canvases['attention']
+    att, x0 = 'attention' in self.views and self.has_attention, 'x0' in self.views and len(self.recs) == 1
+    cv.widget.layout.display = None if att or x0 else 'none'
+    if not (att or x0): return
+    i, (layer, token, head) = self.step.value, self._att_args()
+    self._att_axes, self._x0_ax = [], None
+    if att and len(self.recs) == 2:
+        fig = _figure(self.width, 4.2)
+        plots.compare(self.rec, self.rec_b, i, layer, token, images=(self.image, self.image_b), fig=fig, head=head)
+        self._att_axes = list(zip(self.recs, (self.image, self.image_b), fig.axes[:2], [plots._label(r, k) for k, r in enumerate(self.recs)]))
+    else:
+        fig = _figure(self.width, 3.4)
+        ncols = 1 + att + x0
+        axs = list(fig.subplots(1, ncols, squeeze=False, width_ratios=[1, 1.15, 1][:ncols])[0])
+        plots.show_layout(self.rec, self.image, ax=axs[0]).set_title(f"{plots._label(self.rec, 0)}:\nimage and layout", fontsize=9)
+        if att:
+            plots.attention_over_image(self.rec, self.image, i, layer, token, ax=axs[1], colorbar=True, head=head)
+            self._att_axes = [(self.rec, self.image, axs[1], None)]
+        if x0: self._x0_ax = axs[-1]; plots.x0_panel(self.rec, i, self.image, ax=self._x0_ax)
+    cv.show(fig)
+
+@patch
+def _update_attention(self:RecordingBrowser):
+    "Put the chosen step's maps into the attention section's images (same colour scale for two runs) and redraw it."
+    cv = self.canvases['attention']
+    if cv.fig is None: return
+    i, (layer, token, head) = self.step.value, self._att_args()
+    if self._att_axes:
+        ups = []
+        for r, img, ax, lab in self._att_axes:
+            pos = plots.token_positions(r, token)
+            a = plots.attention_map(r, i, layer, pos, head)
+            ups.append(plots.upsample(a, _map_size(plots._image_array(img), a)))
+            ax.set_title((f"{lab}\n" if lab else '') + plots._title(r, i, plots.find_layers(r, layer), pos, layer, head), fontsize=9)
+        top = max(float(u.max()) for u in ups) if len(ups) > 1 else None
+        for (r, img, ax, lab), u in zip(self._att_axes, ups):
+            ax.images[-1].set_data(u); ax.images[-1].set_clim(0, top or float(u.max()) or 1.)
+    if self._x0_ax is not None:
+        ax, x0 = self._x0_ax, plots.x0_preview(self.rec, i, self.image)
+        if x0 is not None and ax.images:                      # same kind of panel: new pixels, new title
+            ax.images[-1].set_data(x0); ax.set_title(re.sub(r'step \d+', f'step {i}', ax.get_title()), fontsize=9)
+        else:
+            ax.clear(); ax.set_axis_on()
+            plots.x0_panel(self.rec, i, self.image, ax=ax)
+    cv.redraw()
+
+@patch
+def _draw_curves(self:RecordingBrowser):
+    "Lay out the curves section over every step, with one step marker per panel (moved by blitting)."
+    cv, names = self.canvases['curves'], list(self.curves.value)
+    cv.widget.layout.display = None if 'curves' in self.views and names else 'none'
+    if not ('curves' in self.views and names): cv.fig = None; return
+    fig = _figure(self.width, 2.5 * math.ceil(len(names) / 3))
+    plots.curves(self.recs, names, fig=fig)
+    axes = [a for a in fig.axes if a.get_visible()][:len(names)]
+    self._curve_note = fig.suptitle(' ', fontsize=8, color='#555', x=.01, ha='left')
+    self._curve_steps = sorted({s for r in self.recs for k in names if k in r.data_vars for s in plots.steps_with(r, k)})
+    if self._curve_steps:                                         # every panel over the same steps: those logged
+        for a in axes: a.set_xlim(self._curve_steps[0] - .5, self._curve_steps[-1] + 1)
+    cv.show(fig)
+    self._markers = [(name, a.axvline(0, color='k', ls='--', lw=1, animated=True)) for name, a in zip(names, axes)]
+    self._curve_note.set_animated(True)
+    cv.animated = [ln for _, ln in self._markers] + [self._curve_note]
+    self._move_markers()
+
+@patch
+def _move_markers(self:RecordingBrowser):
+    cv = self.canvases['curves']
+    if cv.fig is None: return
+    i, it = self.step.value, self._it()
+    for name, ln in self._markers:
+        r0 = next(r for r in self.recs if name in r.data_vars)
+        nit = r0.sizes.get('iteration', 0)
+        x = i + (it / nit if it is not None and nit and 'iteration' in r0[name].dims else 0)
+        ln.set_xdata([x, x])
+    logged = i in self._curve_steps
+    self._curve_note.set_text('' if logged else f"Step {i}: nothing logged here; the curves hold steps {plots._spans(self._curve_steps)}")
+    cv.blit()
+
+@patch
+def _draw_maps(self:RecordingBrowser):
+    "Draw the maps of the chosen step (a map not logged there is named in one line); same maps as before: new pixels only."
+    cv = self.canvases['maps']
+    todo = [(k, r, nm) for k, (r, nm) in enumerate(zip(self.recs, self.map_names)) if nm]
+    cv.widget.layout.display = None if todo else 'none'
+    if not todo: return
+    i, it = self.step.value, self._it()
+    shape = [plots.maps_at(r, i, nm, it) for _, r, nm in todo]
+    if cv.fig is not None and shape == getattr(self, '_maps_shape', None): return self._update_maps()
+    heights = [2.4 * len(live) + .5 * bool(dead) + .3 * (len(todo) > 1) for live, dead in shape]
+    fig = _figure(self.width, sum(heights))
+    subs = fig.subfigures(len(todo), 1, height_ratios=heights, squeeze=False)[:, 0]
+    self._map_slots, self._maps_shape = [], shape
+    for (k, r, nm), sf, (live, dead) in zip(todo, subs, shape):
+        plots.maps_panel(r, i, nm, iteration=it, image=[self.image, self.image_b][k], fig=sf)
+        if len(self.recs) > 1: sf.suptitle(plots._label(r, k), fontsize=9)
+        n_obj = max([r[v].sizes.get('object', 1) for v in live] or [1])
+        if dead: self._map_slots.append((sf.axes[0], r, None, dead))
+        for row, name in enumerate(live, int(bool(dead))):
+            for j in range(n_obj if 'object' in r[name].dims else 1): self._map_slots.append((sf.axes[row * n_obj + j], r, name, j))
+    cv.show(fig)
+
+@patch
+def _update_maps(self:RecordingBrowser):
+    i, it = self.step.value, self._it()
+    for ax, r, name, j in self._map_slots:
+        if name is None: ax.texts[0].set_text(f"Not logged at step {i}: " + '; '.join(plots._absent(r, d, i, it) for d in j)); continue
+        v, k = plots._at_step(r, name, i, it)
+        m = np.asarray(v.values, dtype=float)
+        m = m[j] if 'object' in v.dims else m
+        ax.images[-1].set_data(m); ax.images[-1].set_clim(np.nanmin(m), np.nanmax(m))
+        ax.set_title(re.sub(r'step \d+( · it \d+)?$', f'step {i}' + (f' · it {k}' if k is not None else ''), ax.get_title()), fontsize=8)
+    self.canvases['maps'].redraw()
+
+@patch
+def _changed(self:RecordingBrowser, what:str):
+    "Redraw what a control change affects, and time it."
+    if getattr(self, '_quiet', False): return
+    t, cpu = time.perf_counter(), time.process_time()
+    try:
+        if what == 'step': self._set_iterations(); self._update_attention(); self._move_markers(); self._draw_maps()
+        elif what == 'iteration': self._move_markers(); self._draw_maps()
+        elif what == 'attention': self._update_attention()
+        elif what == 'curves': self._draw_curves()
+    except Exception as e:
+        self.info.value = f"<span style='color:{_ERR}'>⚠ {html.escape(type(e).__name__)}: {html.escape(str(e))}</span>"; raise
+    self._fig = None
+    self.timings.append((what, time.perf_counter() - t, time.process_time() - cpu))
+    self._show_info()
+
+@patch(as_prop=True)
+def fig(self:RecordingBrowser):
+    "The current view as one matplotlib figure (`plots.overview`), e.g. for a paper."
+    if self._fig is None:
+        layer, token, head = self._att_args()
         views = [v for v in self.views if v != 'curves' or self.curves.value]
-        layer = None if self.layer.value == 'all' else self.layer.value
-        fig = plots.overview(self.rec, self.image, i, layer, self.token.value, it, rec_b=self.rec_b,
-                             image_b=self.image_b, views=views, names=list(self.curves.value) or None, width=self.width)
-        self.fig = fig
-        with self.out:
-            clear_output(wait=True)
-            if _in_kernel(): display(fig)
-        plt.close(fig)
-        return fig
+        self._fig = plots.overview(self.rec, self.image, self.step.value, layer, token, self._it(), rec_b=self.rec_b, image_b=self.image_b,
+                                   views=views, names=list(self.curves.value) or None, width=self.width, head=head)
+        plt.close(self._fig)
+    return self._fig
+
+@patch
+def save_png(self:RecordingBrowser, path='recording_view.png', # where to write the PNG
+             dpi:int=150 # its resolution
+            )->Path: # the file written
+    "Export the current view (every section, at `dpi`) to a PNG file."
+    path = Path(path)
+    if path.parent != Path(''): path.parent.mkdir(parents=True, exist_ok=True)
+    self.fig.savefig(path, dpi=dpi)
+    self.info.value += f" <span style='color:{_OK}'>· saved {html.escape(str(path))}</span>"
+    return path
+
+@patch
+def render(self:RecordingBrowser):
+    "Redraw every section for the current control values; returns the view as one figure."
+    self._set_iterations(); self._draw_attention(); self._draw_curves(); self._draw_maps(); self._fig = None; self._show_info()
+    return self.fig

@@ -1,44 +1,90 @@
-"The offline docs build: a page per notebook, API docs rendered by show_doc, figures embedded."
+"""The docs site: Sphinx + MyST-NB + the book theme, built strictly (a warning, a broken cross-reference or a notebook
+that errors fails it) from every notebook, the tutorial and the figure pages executed. Built into the project's
+`_build/docs` so executed notebooks are cached between runs (re-run only when a notebook or the package changes)."""
 import re
 from pathlib import Path
+import nbformat
 import pytest
-from layoutlab.docs import build_docs, doc_notebooks, page_name, api_docs
+from layoutlab.docs import build_docs, doc_notebooks, page_name, api_entries, draws_figures, DocsError
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT/'nbs'
 
 @pytest.fixture(scope='module')
-def site(tmp_path_factory):
-    "Every notebook built; 13_plots executed (its figures), the others from their saved outputs."
-    out = tmp_path_factory.mktemp('docs')
-    pages = build_docs(NBS, out, execute=['13_plots'])
-    return out, pages
+def site():
+    return build_docs(NBS)
 
-def _exported(nb:Path)->bool: return '#| default_exp' in nb.read_text()
+def _page(site, nb): return (site/page_name(nb)).read_text()
 
-def test_a_page_per_notebook(site):
-    out, pages = site
-    assert sorted(p.name for p in pages) == sorted(page_name(nb) for nb in doc_notebooks(NBS))
-    assert (out/'index.html').exists()
-    for p in pages:
-        s = p.read_text()
-        assert '<nav class="ll-nav">' in s and 'href="index.html"' in s and '<title>' in s
+def test_a_page_per_notebook_with_navigation_and_search(site):
+    nbs = doc_notebooks(NBS)
+    index = (site/'index.html').read_text()
+    for nb in nbs:
+        assert (site/page_name(nb)).exists(), nb
+        if nb.stem != 'index': assert f'href="{page_name(nb)}"' in index, f"{nb.name} missing from the sidebar"
+    assert 'bd-sidebar' in index and 'search' in index.lower()
+    assert (site/'search.html').exists()
+    idx = (site/'searchindex.js').read_text()
+    assert 'recordingbrows' in idx.lower() and 'layout_editor' not in idx   # the index holds page words and API names
 
-def test_api_docs_rendered(site):
-    out, _ = site
+def test_titles(site):
+    titles = {nb.stem: re.search(r'<title>(.*?)</title>', _page(site, nb), re.S).group(1) for nb in doc_notebooks(NBS)}
+    assert titles['11_train_shapes'].startswith('Training ShapesSD')
+    assert titles['13_plots'].startswith('Plots')
+    assert not any(t.lstrip().startswith('#') for t in titles.values()), titles
+
+def test_api_entries(site):
     for nb in doc_notebooks(NBS):
-        if _exported(nb): assert api_docs((out/page_name(nb)).read_text()), f"{nb.name}: no API docs on its page"
-    plots = api_docs((out/'plots.html').read_text())
-    assert {'show_layout', 'attention_over_image', 'curves', 'gradsam_panel', 'compare'} <= set(plots)
-    assert {'LayoutEditor', 'RecordingBrowser'} <= set(api_docs((out/'widgets.html').read_text()))
-    page = (out/'plots.html').read_text()
-    assert '# the run&#39;s image (PIL or array); None draws the map alone' in page or "# the run's image" in page   # a docment, rendered
-    assert not re.search(r'#\|\s*(export|hide|default_exp)', page)                                              # directives gone
+        if '#| default_exp' in nb.read_text(): assert api_entries(_page(site, nb)), f"{nb.name}: no API entries"
+    plots = set(api_entries(_page(site, NBS/'13_plots.ipynb')))
+    assert {f'layoutlab.plots.{n}' for n in ('show_layout', 'attention_over_image', 'curves', 'gradsam_panel', 'compare', 'x0_panel')} <= plots
+    rec = _page(site, NBS/'03_record.ipynb')
+    sig = re.search(r'<dt class="sig sig-object py" id="layoutlab.record.Recorder">(.*?)</dt>', rec, re.S).group(1)
+    assert re.search(r'<span class="property"><span class="k"><span class="pre">class</span>', sig), "a class is shown as `class`"
+    assert '[`' not in sig and '](' not in sig and 'def ' not in sig
+    assert '<table' in rec and 'where to write' in rec                              # the docments table
+    assert 'github.com/layoutlab/layoutlab/blob/main/layoutlab/record.py#L' in rec  # source link
+    assert 'href="attention.html#layoutlab.attention.select_layers"' in rec          # a backticked name, linked
 
-def test_figures_embedded(site):
-    out, _ = site
-    plots = (out/'plots.html').read_text()
-    assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', plots)) >= 8     # executed: its figures are in the page
-    widgets = (out/'widgets.html').read_text()
-    assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', widgets)) >= 2   # the browser test's screenshots, embedded
-    assert 'run the notebook in Jupyter' not in plots
+def test_asserts_hidden(site):
+    for nb in doc_notebooks(NBS):
+        assert '<span class="n">test_eq</span>' not in _page(site, nb), f"{nb.name} shows test_eq calls"
+
+def test_figure_pages_executed(site):
+    figs = [nb for nb in doc_notebooks(NBS) if draws_figures(nb)]
+    assert {'13_plots', '17_tutorial'} <= {nb.stem for nb in figs}
+    for nb in figs:
+        page = _page(site, nb)
+        assert re.search(r'<img[^>]+src="_images/', page), f"{nb.name}: executed, but no figure on its page"
+    assert len(re.findall(r'<img[^>]+src="_images/', _page(site, NBS/'13_plots.ipynb'))) >= 8
+
+def test_broken_reference_fails(tmp_path):
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell('# Broken\n\n> see `curves` and [this](nowhere.ipynb#x)')]),
+                   tmp_path/'01_broken.ipynb')
+    with pytest.raises(DocsError, match='nowhere'): build_docs(tmp_path, tmp_path/'out', execute=False)
+
+CHROMIUM = '/usr/bin/chromium'
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")
+def test_site_in_a_browser(site):
+    "Opened from disk in Chromium: the search page finds an API entry offline. Screenshots go to test-artifacts/ (and nbs/images/ with LAYOUTLAB_DOC_SHOTS=1)."
+    import os
+    from playwright.sync_api import sync_playwright
+    shots = {'docs_home.png': 'index.html', 'docs_api.png': 'widgets.html#layoutlab.widgets.RecordingBrowser', 'docs_tutorial.png': 'tutorial.html'}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=['--no-sandbox', '--disable-gpu', '--disable-background-networking'])
+        try:
+            page = browser.new_page(viewport={'width': 1280, 'height': 860})
+            page.goto((site/'search.html').as_uri() + '?q=RecordingBrowser')
+            page.wait_for_function("() => document.querySelectorAll('#search-results li').length > 0", timeout=30_000)
+            hits = page.eval_on_selector_all('#search-results li a', 'els => els.map(e => e.getAttribute("href"))')
+            assert any('widgets.html' in h for h in hits), hits
+            for name, rel in shots.items():
+                page.goto((site/rel.split('#')[0]).as_uri() + ('#' + rel.split('#')[1] if '#' in rel else ''))
+                page.wait_for_load_state('load')
+                if name == 'docs_tutorial.png': page.locator('.cell_output img').first.scroll_into_view_if_needed()   # its first executed figure
+                page.wait_for_timeout(300)
+                shot = page.screenshot()
+                (ROOT/'test-artifacts').mkdir(exist_ok=True); (ROOT/'test-artifacts'/name).write_bytes(shot)
+                if os.environ.get('LAYOUTLAB_DOC_SHOTS') == '1': (NBS/'images'/name).write_bytes(shot)
+        finally: browser.close()

@@ -82,3 +82,37 @@ def test_compare_titles_and_scale():
     fig = plots.compare(a, b, labels=['A', 'B'])
     assert [ax.get_title().split('\n')[0] for ax in fig.axes] == ['A', 'B']
     assert fig.axes[0].images[0].get_clim() == fig.axes[1].images[0].get_clim()
+
+
+def test_nu_spike_on_a_log_axis_and_stop_markers():
+    r = Recorder(layers=None)
+    r.begin([], TOKS + ['<|endoftext|>'] * 68, len(TOKS), (16, 16), dict(prompt=LAY.prompt, layout=LAY.to_json()))
+    for i in range(6):
+        nu = torch.tensor([1., 2., 17000. if i == 3 else 3.])
+        r.step(900 - 100 * i, energy=(('iteration',), torch.tensor([1., .5, .2]) / (i + 1)), nu=(('iteration',), nu), stop=torch.tensor(i % 3))
+    rec = r.finish()
+    assert 'stop' not in plots.curve_names(rec)
+    fig = plots.curves(rec)
+    e, nu = [a for a in fig.axes if a.get_visible()]
+    assert (e.get_yscale(), nu.get_yscale(), nu.get_title()) == ('linear', 'log', 'nu (log)')
+    marks = {c.get_label(): c.get_offsets() for c in e.collections}
+    assert sorted(marks) == ['stop: E ≤ threshold', 'stop: max iterations']
+    np.testing.assert_allclose(marks['stop: E ≤ threshold'][:, 0], [1 + 2 / 3, 4 + 2 / 3])   # steps 1 and 4, at their last iteration
+    assert len(e.lines) == 1                                                              # the stop code is not a curve
+    fig = plots.curves(rec, names=['stop'])
+    assert len(fig.axes[0].lines) == 0 and len(fig.axes[0].collections) == 2
+
+def test_maps_not_logged_say_so():
+    lay_masks = torch.ones(2, 8, 8)
+    r = Recorder(layers=None)
+    r.begin([], TOKS + ['<|endoftext|>'] * 68, len(TOKS), (16, 16), dict(prompt=LAY.prompt, layout=LAY.to_json()))
+    for i in range(5):
+        m = lay_masks if i in (1, 3) else torch.full((2, 8, 8), float('nan'))
+        r.step(900 - 100 * i, gradsam_mask=(('object', 'lat_y', 'lat_x'), m))
+    rec = r.finish()
+    assert plots.default_step(rec, ['gradsam_mask']) == 3
+    fig = plots.gradsam_panel(rec)                                  # opens at the last step where Grad-SAM acted
+    assert 'step 3' in fig.axes[0].get_title()
+    fig = plots.gradsam_panel(rec, step=4)
+    assert [t.get_text() for a in fig.axes for t in a.texts] == ['Not logged at step 4: gradsam_mask (logged at steps 1, 3)']
+    assert plots.steps_with(rec, 'gradsam_mask') == [1, 3]

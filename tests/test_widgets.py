@@ -85,5 +85,70 @@ def test_browser_without_attention():
     r.begin([], ['<s>', 'a</w>', '</s>'] + ['</s>'] * 74, 3, (8, 8), dict(prompt='a', layout=Layout('a').to_json()))
     for i in range(3): r.step(10 - i, energy=torch.tensor(float(i)))
     br = RecordingBrowser(r.finish())
-    assert br.layer.layout.display == 'none' and br.token.layout.display == 'none'
-    assert [a.get_title() for a in br.fig.subfigs[0].axes if a.get_visible()] == ['energy']
+    assert br.layer.layout.display == 'none' and br.token.layout.display == 'none' and br.head.layout.display == 'none'
+    att = br.canvases['attention'].fig.axes                 # no attention: the image panel and the x̂₀ note only
+    assert len(att) == 2 and att[1].texts[0].get_text() == 'x̂₀ preview: not recorded (the run logged no x0_pred)'
+    assert [a.get_title() for a in br.canvases['curves'].fig.axes if a.get_visible()] == ['energy']
+    assert br.canvases['maps'].widget.layout.display == 'none'
+
+def _disk_recording(path, n=6):
+    r = Recorder(path, layers=['mid'], heads=True)
+    lay = Layout('a red circle', [dict(phrase='red circle', box=[.1, .1, .6, .6])])
+    r.begin(['mid'], ['<s>', 'a</w>', 'red</w>', 'circle</w>', '</s>'] + ['</s>'] * 72, 5, (16, 16), dict(prompt=lay.prompt, layout=lay.to_json()))
+    for i in range(n):
+        r.step(900 - 100 * i, {'mid': torch.rand(2, 2, 64, 77).softmax(-1)}, energy=(('iteration',), torch.tensor([1., float('nan')])),
+               x0_pred=(('channel', 'latent_y', 'latent_x'), torch.randn(4, 16, 16)))
+    r.finish()
+    from layoutlab.record import load_recording
+    return load_recording(path)
+
+def test_browsable_reads_from_disk_without_dask(tmp_path):
+    rec = _disk_recording(tmp_path/'r.nc')
+    assert rec['attention_8x8'].attention.chunks is not None          # opened lazily, with dask
+    small = widgets.browsable(rec)
+    assert small['attention_8x8'].attention.chunks is None and small.energy.chunks is None
+    big = widgets.browsable(rec, limit=0)                              # too big to load: per-step values in memory, attention from disk
+    assert big.energy.chunks is None and big['attention_8x8'].attention.chunks is None
+    assert not isinstance(big['attention_8x8'].attention.variable._data, np.ndarray)
+    np.testing.assert_allclose(big['attention_8x8'].attention.isel(step=3).values, rec['attention_8x8'].attention.isel(step=3).values)
+
+def test_browser_steps_and_iterations(tmp_path):
+    br = RecordingBrowser(_disk_recording(tmp_path/'r.nc'))
+    assert (br.step.value, br.iteration.max, br.iteration.value) == (5, 0, 0)     # one of two iterations ran
+    br.step.value = 2
+    assert [t[0] for t in br.timings] == ['step'] and br.timings[0][1] < 5 and br.timings[0][2] <= br.timings[0][1] + .05
+    assert 'step 2 ' in br.canvases['attention'].fig.axes[1].get_title()
+    assert br.canvases['attention'].fig.axes[2].get_title().startswith('x̂₀ predicted at step 2')
+    br.head.value = 0
+    assert 'head 0' in br.canvases['attention'].fig.axes[1].get_title()
+
+def test_head_of_averaged_recording_is_an_error():
+    from layoutlab import plots
+    r = Recorder(layers=['mid'])
+    r.begin(['mid'], ['<s>', 'a</w>', '</s>'] + ['</s>'] * 74, 3, (8, 8), dict(prompt='a', layout=Layout('a').to_json()))
+    r.step(10, {'mid': torch.rand(2, 2, 16, 77).softmax(-1)})
+    with pytest.raises(ValueError, match='head-averaged'): plots.attention_map(r.finish(), 0, token=1, head=0)
+
+def test_editor_model_cfg_and_parameters(monkeypatch):
+    ed = LayoutEditor(model='shapes', method='winwinlay')
+    assert ed.cfg.value == widgets.default_cfg('shapes')
+    assert ed.options()['Guidance']['threshold'] is None and 'r' in ed.options()['Guidance']
+    ed.model.value = 'tiny-sd15'
+    assert ed.cfg.value == widgets.default_cfg('tiny-sd15') and ed.pipe is None
+    ed._fields[('Guidance', 'threshold')].value = '0.5'
+    assert ed.options()['Guidance']['threshold'] == .5
+    ed._fields[('Guidance', 'threshold')].value = 'abc'
+    with pytest.raises(ValueError, match='Guidance.threshold must be a number'): ed.options()
+    ed.method.value = 'ilgd'
+    assert set(ed.options()) == {'Injection', 'LossGuidance'}
+
+def test_editor_open_bad_files(tmp_path):
+    ed = LayoutEditor(image_size=64)
+    (tmp_path/'bad.json').write_text('{"prompt": 3')
+    assert ed.open_layout(tmp_path/'bad.json') is None and 'is not a layout JSON' in ed.message.value
+    assert ed.save(tmp_path/'x.json') == {'layout': tmp_path/'x.json'}          # no run yet: the layout only
+    assert LayoutEditor(layout=str(tmp_path/'x.json')).layout.prompt == ed.layout.prompt
+
+def test_browsable_keeps_a_selection(tmp_path):
+    rec = _disk_recording(tmp_path/'r.nc').isel(step=slice(0, 3))
+    assert widgets.browsable(rec).sizes['step'] == 3            # not the whole file again
