@@ -322,9 +322,8 @@ def dask_client(scheduler:str=None, # address of a running scheduler (tcp://host
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=':0',
                                    silence_logs=logging.CRITICAL, resources={'GPU': 1} if gpu else None)
         client = Client(cluster)
-    try:
-        import bokeh; view = ''
-    except ImportError: view = ' (pip install bokeh to view it)'
+    from importlib.util import find_spec   # the dashboard is optional: say how to get it rather than import it
+    view = '' if find_spec('bokeh') else ' (pip install bokeh to view it)'
     log(f"dask: {len(client.scheduler_info()['workers'])} workers; dashboard {client.dashboard_link}{view}")
     try: yield client
     finally:
