@@ -332,7 +332,7 @@ def curves(rec, # a recording, or a list of recordings drawn on the same panels
 def map_names(rec # a recording
              )->list: # root variables that are maps (last dims lat_y/lat_x, att_y/att_x or y/x)
     "Per-step map variables of a recording."
-    return [k for k, v in rec.data_vars.items() if v.dims[:1] == ('step',) and v.dims[-2:] in _GRIDS]
+    return [k for k, v in rec.data_vars.items() if v.dims[:1] == ('step',) and v.dims[-2:] in _GRIDS and 'channel' not in v.dims]  # x̂₀ has its own panel
 
 def gradsam_names(rec # a recording
                  )->list: # its Grad-SAM map variables
