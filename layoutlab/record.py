@@ -47,6 +47,7 @@ VARIABLES = {  # name -> (long_name, units); units None where the quantity has n
     'grad_norm': ('L2 norm of the energy gradient on the latent', '1'),
     'grad_map': ('L2 norm over channels of the energy gradient on the latent, per cell', '1'),
     'step_size': ('step size of the backprop update', '1'),
+    'update_norm': ('norm of the latent update made at the inner iteration', '1'),
     'nu': ('Langevin step size nu', '1'),
     'xi': ('Langevin noise scale xi', '1'),
     'score_norm': ('L2 norm of the score', '1'),

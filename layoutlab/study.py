@@ -20,7 +20,7 @@ from .metrics import match, box_iou
 
 # %% auto #0
 __all__ = ['REGIMES', 'CONDITIONS', 'SUMMARY', 'regime_layouts', 'theorem41_runs', 'run_summary', 'inbox_maps_figure',
-           'theorem41_study', 'bootstrap_ci', 'study_table', 'paired_differences']
+           'theorem41_study', 'bootstrap_ci', 'study_table', 'paired_differences', 'differences_table', 'study_figure']
 
 # %% ../nbs/15a_theorem41_real.ipynb #80a5824f
 REGIMES = ('away', 'random', 'scene')
@@ -163,7 +163,7 @@ def bootstrap_ci(x, # values, one per layout (NaN dropped)
 
 def study_table(rows:list, # from `theorem41_study`
                 names=('order_kept', 'gain_positive', 'log_ratio_gain', 'gain_corr', 'across_order_kept', 'across_gain_corr',
-                       'coverage_guided_end', 'coverage_final', 'iou', 'area_ratio'), # summaries shown
+                       'coverage_guided_end', 'coverage_final', 'iou', 'area_ratio', 'found'), # summaries shown
                )->str: # markdown
     "Per regime and condition: mean [95% interval] of each summary over layouts."
     lines = []
@@ -193,3 +193,47 @@ def paired_differences(rows:list, # from `theorem41_study`
             d = [by[(c, k)] - by[(null, k)] for (cc, k) in by if cc == c and (null, k) in by]
             out[(regime, c)] = bootstrap_ci(d)
     return out
+
+# %% ../nbs/15a_theorem41_real.ipynb #bbcae8ab
+def differences_table(rows:list # from `theorem41_study`
+                     )->str: # markdown
+    "Paired bootstrap 95% intervals of each condition minus its null, per regime."
+    spec = [('gain_corr', 'kick'), ('gain_positive', 'kick'), ('order_kept', 'kick'),
+            ('across_gain_corr', 'none'), ('coverage_guided_end', 'none'), ('coverage_final', 'none'), ('iou', 'none'), ('area_ratio', 'none')]
+    d = {s: paired_differences(rows, *s) for s in spec}
+    keys = sorted({k for v in d.values() for k in v}, key=lambda k: (k[0], CONDITIONS.index(k[1])))
+    lines = ['| regime | condition | ' + ' | '.join(f'{n} − {null}' for n, null in spec) + ' |', '|---' * (len(spec) + 2) + '|']
+    for k in keys:
+        cells = [('–' if k not in d[s] or not np.isfinite(d[s][k][0]) else '{:+.3f} [{:+.3f}, {:+.3f}]'.format(*d[s][k])) for s in spec]
+        if any(c != '–' for c in cells): lines.append(f'| {k[0]} | {k[1]} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+# %% ../nbs/15a_theorem41_real.ipynb #2310907e
+def study_figure(rows:list # from `theorem41_study`
+                ):
+    "Per regime: Δ against the predicted gain for the inner iterations, and in-box coverage over steps."
+    import matplotlib.pyplot as plt
+    regimes = list(dict.fromkeys(r['regime'] for r in rows))
+    fig, axs = plt.subplots(len(regimes), 2, figsize=(10, 3.4 * len(regimes)), layout='constrained', squeeze=False)
+    for i, regime in enumerate(regimes):
+        rs = [r for r in rows if r['regime'] == regime]
+        for j, c in enumerate(CONDITIONS):
+            sel = [r for r in rs if r['condition'] == c]
+            if sel and sel[0]['points']:
+                x = np.concatenate([r['points']['predicted'] for r in sel]); y = np.concatenate([r['points']['delta'] for r in sel])
+                ok = np.isfinite(x) & np.isfinite(y) & (x > 0); x, y = x[ok], y[ok]
+                bins = np.geomspace(1e-4, 1, 17); mid = np.sqrt(bins[1:] * bins[:-1]); k = np.digitize(x, bins) - 1
+                has = [b for b in range(len(mid)) if (k == b).sum() >= 10]
+                q = np.array([np.percentile(y[k == b], [25, 50, 75]) for b in has])
+                if len(has):
+                    axs[i, 0].plot(mid[has], q[:, 1], 'o-', ms=3, color=f'C{j}', label=c)
+                    axs[i, 0].fill_between(mid[has], q[:, 0], q[:, 2], color=f'C{j}', alpha=.15, lw=0)
+            cov = np.nanmean(np.array([r['across']['coverage'] for r in sel], float), 0)
+            axs[i, 1].plot(cov, color=f'C{j}', label=c)
+        axs[i, 0].axhline(0, color='k', lw=.5)
+        axs[i, 0].set(xlabel='predicted gain (1 − inside)(q_j − q_k), mean over a transition', xscale='log',
+                      ylabel='Δ log-ratio: median, quartiles', title=f'{regime}: inner iterations (Theorem 4.1: Δ > 0, rising)')
+        axs[i, 1].axvspan(0, 9, color='0.92'); axs[i, 1].set(xlabel='step (guided steps shaded)', ylabel='in-box coverage exp(H)/cells',
+                                                              title=f'{regime}: spread inside the box')
+        axs[i, 0].legend(fontsize=7, markerscale=3); axs[i, 1].legend(fontsize=7)
+    return fig

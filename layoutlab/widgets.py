@@ -442,20 +442,14 @@ LOAD_LIMIT = 256 * 2**20   # recordings up to this many bytes are read whole int
 def _lazy(rec)->bool:
     return any(v.chunks is not None for node in rec.subtree for v in node.dataset.variables.values())
 
-def browsable(rec, # a recording (DataTree), e.g. from `load_recording(path)` (lazy, dask)
+def browsable(rec, # a recording (DataTree), e.g. from `load_recording(path)` (lazy, one dask chunk per step)
               limit:int=LOAD_LIMIT # bytes: a smaller recording is read whole into memory
-             ): # the recording, quick to index one step at a time
-    "A recording made quick to browse: read into memory when it fits in `limit`, else its per-step quantities in memory and its attention read from disk a step at a time."
+             ): # the recording, quick to index one step at a time (the caller's stays as it was)
+    "A recording made quick to browse: read into memory when it fits in `limit`, else its per-step quantities in memory and its attention read from disk a step (one chunk) at a time."
     if not _lazy(rec): return rec
-    src = rec.encoding.get('source')
-    if src and Path(src).exists():
-        from layoutlab.record import load_recording
-        again = load_recording(src, lazy=False)        # the file's own lazy indexing: one read per step, no dask graph
-        same = dict(again.sizes) == dict(rec.sizes) and set(again.children) == set(rec.children) and set(again.data_vars) == set(rec.data_vars)
-        if same: rec = again                           # (not when `rec` is a selection or an edit of the file's recording)
-    if rec.nbytes <= limit: return rec.load()
+    if rec.nbytes <= limit: return rec.compute()       # a copy: the caller's recording stays lazy
     import xarray as xr
-    return xr.DataTree.from_dict({'/': rec.to_dataset(inherit=False).load(), **{k: rec[k].to_dataset(inherit=False) for k in rec.children}})
+    return xr.DataTree.from_dict({'/': rec.to_dataset(inherit=False).compute(), **{k: rec[k].to_dataset(inherit=False) for k in rec.children}})
 
 class _Canvas:
     "A figure shown as PNG in an `ipywidgets.Image`: laid out once, then redrawn (layout frozen) or blitted (only its animated artists)."
