@@ -39,7 +39,7 @@ def check_fields(piece, # a dataclass instance
         if not ok(v): raise ValueError(f"{type(piece).__name__}.{name} must be {want}, got {v!r}")
 
 # %% ../nbs/09_methods.ipynb #0d98e9e0
-STOP_CODES = {'': 0, 'steps': 0, 'energy': 1, 'iterations': 2}
+STOP_CODES = {'': 0, 'steps': 0, 'energy': 1, 'iterations': 2, 'done': 3}  # done: stopped for good at an earlier step
 
 @dataclass
 class Guidance:
@@ -56,12 +56,14 @@ class Guidance:
     rho0:float=5.0 # NAEF's ρ at the first guided step (linear decay to 0)
     lam:float=1.0 # λ of NAEF's box prior
     xi_norm:str='target' # Langevin ξ from ‖s − ν∇E‖ ('target') or ‖s‖ ('score')
+    score:str='cond' # Langevin score from ε_c ('cond', default), ε_u ('uncond') or the CFG-combined ε ('cfg', our earlier reading)
+    stop_rule:str='for_good' # after E ≤ threshold: no more guidance in this run ('for_good', Layout-Control's code) or re-evaluate each step ('per_step', ours)
     def __post_init__(self):
         if self.energy not in ('aef', 'naef'): raise ValueError(f"energy must be 'aef' or 'naef', got {self.energy!r}")
         if self.update not in ('backprop', 'langevin'): raise ValueError(f"update must be 'backprop' or 'langevin', got {self.update!r}")
         check_fields(self, layers=_LAYERS, guided_steps=_int(1), max_iterations=_int(1), threshold=_or_none(_num(0)),
                      scale=_num(0, above=True), step_scale=_num(0, above=True), r=_num(0, above=True), rho0=_num(0), lam=_num(0),
-                     xi_norm=_one_of('target', 'score'))
+                     xi_norm=_one_of('target', 'score'), score=_one_of('cond', 'uncond', 'cfg'), stop_rule=_one_of('for_good', 'per_step'))
 
 # %% ../nbs/09_methods.ipynb #811ab484
 def _energy(g:Guidance, maps, state, masks):
@@ -69,6 +71,21 @@ def _energy(g:Guidance, maps, state, masks):
     if g.energy == 'aef': return aef(maps, masks, state.tokens, aspect=aspect)
     rho = rho_schedule(state.i, g.guided_steps, g.rho0)
     return naef(maps, masks, state.tokens, rho=rho, lam=g.lam, boxes=state.layout.boxes, aspect=aspect)
+
+def _eps_and_maps(g:Guidance, state, z, layers):
+    "The noise prediction the update needs (ε_c, ε_u or the CFG ε) and the conditional branch's maps, from one UNet pass."
+    state.capture.clear()
+    if g.update == 'backprop' or g.score == 'cond': eps = predict_noise(state, z, cfg=False)
+    elif g.score == 'cfg': eps = predict_noise(state, z)
+    else:
+        x = state.pipe.scheduler.scale_model_input(torch.cat([z, z]), state.t)
+        eps = state.pipe.unet(x, state.t, **state.cond.unet_kwargs()).sample.chunk(2)[0]
+    return eps, {k: state.capture.maps[k][-1:] for k in layers}
+
+def _aef_grad(g:Guidance, E:dict, z:torch.Tensor):
+    "∇_z of NAEF's AEF part, reduced over objects like the energy; None for AEF (its gradient is the whole one)."
+    if g.energy == 'aef': return None
+    return torch.autograd.grad(E['aef'].mean(-1).sum(), z, retain_graph=True)[0]
 
 def _phrase_attention(maps, tokens, hw):
     "Phrase attention (objects, h, w) averaged over layers, heads and phrase tokens, at the finest energy grid."
@@ -87,6 +104,8 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
     z = state.latents
     if state.i >= self.guided_steps or not state.layout.objects:
         state.log('stop', 0); return z
+    if self.stop_rule == 'for_good' and state.memory.get(id(self)) == 'done':
+        state.log('stop', STOP_CODES['done']); return z
     layers = guidance_layers(state.pipe.unet) if self.layers is None else select_layers(state.pipe.unet, self.layers)
     masks, abar, n = state.layout.masks, state.alpha_bar, self.max_iterations + 1
     from layoutlab.attention import grid_size
@@ -95,20 +114,28 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
     add = lambda k, v: logs.setdefault(k, []).append(v.detach().float().cpu() if torch.is_tensor(v) else torch.tensor(float(v)))
     for it in range(n):
         z = z.detach().requires_grad_(True)
-        state.capture.clear()
         with torch.enable_grad():
-            eps = predict_noise(state, z, cfg=self.update == 'langevin')
-            maps = {k: state.capture.maps[k][-1:] for k in layers}
+            eps, maps = _eps_and_maps(self, state, z, layers)
             E = _energy(self, maps, state, masks)
         e = float(E['energy'][0].detach())
         add('energy', e); add('energy_object', E['per_object'][0]); add('inside', E['inside'][0])
         add('energy_aef', E['aef'][0])
         if 'kl' in E: add('energy_kl', E['kl'][0])
         add('guidance_attention', _phrase_attention(maps, state.tokens, hw))
+        add('latent_rms', z.detach().norm() / math.sqrt(z.numel()))
         rule = layout_control_stop(0, it, e, self.threshold if self.threshold is not None else -math.inf, self.max_iterations, 1)
-        if rule: stop = rule; break
+        if rule:
+            stop = rule
+            if rule == 'energy' and self.stop_rule == 'for_good': state.memory[id(self)] = 'done'
+            break
+        g_aef = _aef_grad(self, E, z)
         grad, = torch.autograd.grad(E['total'], z)
+        if g_aef is None: g_aef = grad
+        g_kl = grad - g_aef                                          # ∇(ρ·KL): zero for AEF
         add('grad_norm', grad.norm()); add('grad_map', grad_norm_map(grad)[0])
+        na, nk = g_aef.norm(), g_kl.norm()
+        add('grad_norm_aef', na); add('grad_norm_kl', nk)
+        add('grad_cos_aef_kl', (g_aef * g_kl).sum() / (na * nk) if na > 0 and nk > 0 else math.nan)
         z_prev = z.detach()
         if self.update == 'backprop':
             s = self.step_scale * layout_control_step_size(scale=self.scale, alpha_bar_t=abar)
@@ -116,7 +143,7 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
         else:
             z, info = langevin_step(z.detach(), eps.detach(), grad, abar, r=self.r, generator=state.generator, xi_norm=self.xi_norm)
             for k in ('nu', 'xi', 'score_norm'): add(k, info[k][0])
-        add('update_norm', (z - z_prev).norm())
+        add('update_norm', (z - z_prev).norm()); add('aef_first_order', (g_aef * (z - z_prev)).sum())
     dims = {'energy_object': ('object',), 'inside': ('object',), 'energy_aef': ('object',), 'energy_kl': ('object',),
             'grad_map': ('lat_y', 'lat_x'), 'guidance_attention': ('object', 'att_y', 'att_x')}
     for k, vs in logs.items():
@@ -170,11 +197,14 @@ def kick_norms(rec # a recording of a `Guidance` run
 class Injection:
     "iLGD's early attention injection on the conditional branch."
     nu_prime:float=0.75 # strength ν′
-    steps:int=10 # inject during steps 0 .. steps-1
+    start:int=1 # first injected step (the authors' code skips step 0)
+    stop:int=11 # inject during steps start .. stop-1 (authors: 1–10 of 50)
     layers:str='*attn2' # which layers
-    def __post_init__(self): check_fields(self, nu_prime=_num(0), steps=_int(1), layers=_NAMES)
+    def __post_init__(self):
+        check_fields(self, nu_prime=_num(0), start=_int(0), layers=_NAMES)
+        check_fields(self, stop=_int(self.start + 1))  # at least one injected step
     def __call__(self, name, scores, state):
-        if state.i >= self.steps or not state.layout.objects or not _match(name, self.layers): return scores
+        if not self.start <= state.i < self.stop or not state.layout.objects or not _match(name, self.layers): return scores
         sigma = sigma_from_alpha_bar(state.alpha_bar)
         b = scores.shape[0]
         h, w = state.latents.shape[-2:]
@@ -195,11 +225,12 @@ def _first(state): return next(iter(state.capture.layers))
 class LossGuidance:
     "iLGD's loss guidance on the noise prediction, through the step's own CFG pass."
     eta:float=0.32 # strength η
-    start:int=0 # first guided step
-    stop:int=24 # guide steps start .. stop-1
+    start:int=1 # first guided step (the authors' code skips step 0)
+    stop:int=25 # guide steps start .. stop-1 (authors: 1–24 of 50)
     size:tuple=(16, 16) # common grid of the loss
+    sigma:str='authors' # σ_t reading: 'authors' (∇_z L × √((1−ᾱ)/ᾱ), public code) or 'vp' (× √(1−ᾱ), ours), see `loss_guidance_sigma`
     def __post_init__(self):
-        check_fields(self, eta=_num(0), start=_int(0), size=(lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_int(1)[0](x) for x in v), 'two integers >= 1'))
+        check_fields(self, eta=_num(0), start=_int(0), sigma=_one_of('authors', 'vp'), size=(lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_int(1)[0](x) for x in v), 'two integers >= 1'))
         check_fields(self, stop=_int(self.start + 1))  # at least one guided step
     def wants_grad(self, state): return self.start <= state.i < self.stop and bool(state.layout.objects)
     def __call__(self, state, eps):
@@ -210,7 +241,7 @@ class LossGuidance:
         grad, = torch.autograd.grad(L['total'], state.z_in)
         state.log('loss', L['energy'][0]); state.log('grad_norm_loss', grad.norm())
         state.log('loss_object', L['per_object'][0], ('object',))
-        return loss_guided_eps(eps.detach(), grad, loss_guidance_sigma(state.alpha_bar), self.eta)
+        return loss_guided_eps(eps.detach(), grad, loss_guidance_sigma(state.alpha_bar, self.sigma), self.eta)
 
 # %% ../nbs/09_methods.ipynb #7adff8fc
 from .sampler import sample, encode
@@ -266,7 +297,7 @@ ABLATIONS = {'aef_backprop': ('aef', 'backprop'), 'naef_backprop': ('naef', 'bac
 
 def _seams(name, pipe, over):
     if name == 'none': return {}
-    if name == 'layout_control': return dict(before_step=_tuned(Guidance, pipe, over, energy='aef', update='backprop'))
+    if name == 'layout_control': return dict(before_step=_tuned(Guidance, pipe, over, energy='aef', update='backprop', stop_rule='for_good'))
     if name == 'winwinlay': return dict(before_step=_tuned(Guidance, pipe, over, energy='naef', update='langevin', max_iterations=4, threshold=None))
     if name in ABLATIONS:
         e, u = ABLATIONS[name]

@@ -46,6 +46,11 @@ VARIABLES = {  # name -> (long_name, units); units None where the quantity has n
     'guidance_attention': ('phrase attention at the energy layers (mean over layers, heads, phrase tokens)', '1'),
     'grad_norm': ('L2 norm of the energy gradient on the latent', '1'),
     'grad_map': ('L2 norm over channels of the energy gradient on the latent, per cell', '1'),
+    'grad_norm_aef': ("L2 norm of the gradient on the latent of the energy's AEF part", '1'),
+    'grad_norm_kl': ("L2 norm of the gradient on the latent of the energy's rho KL part (total minus AEF)", '1'),
+    'grad_cos_aef_kl': ('cosine between the gradients of the AEF part and the rho KL part', '1'),
+    'latent_rms': ('root mean square of the latent before the iteration update', '1'),
+    'aef_first_order': ("first-order change of the AEF part by the iteration update: inner product of its gradient and the update", '1'),
     'step_size': ('step size of the backprop update', '1'),
     'update_norm': ('norm of the latent update made at the inner iteration', '1'),
     'nu': ('Langevin step size nu', '1'),
@@ -64,7 +69,7 @@ VARIABLES = {  # name -> (long_name, units); units None where the quantity has n
     'x0_pred': ('predicted clean latent x0 at the step', '1'),
 }
 FLAGS = {  # codes: name -> (flag_values, flag_meanings)
-    'stop': ([0, 1, 2], 'unguided_step energy_below_threshold max_iterations_reached'),
+    'stop': ([0, 1, 2, 3], 'unguided_step energy_below_threshold max_iterations_reached stopped_at_earlier_step'),
     'gradsam_applied': ([0, 1], 'not_applied applied'),
 }
 

@@ -68,6 +68,7 @@ class State:
     values:dict=field(default_factory=dict) # named values to record at this step
     capture:object=None # the `AttentionCapture` of the run: `capture.maps` after any UNet call
     z_in:torch.Tensor=None # the latent the step's CFG pass ran on, with grad when a seam asked for it
+    memory:dict=field(default_factory=dict) # what a piece keeps between steps of one run, keyed by the piece (`id(piece)`)
     def log(self, name, value, dims=()):
         "Hand a named value (number, tensor, with its dims) to the recorder for this step."
         self.values[name] = (tuple(dims), value)

@@ -84,7 +84,7 @@ def grad_norm_map(grad:torch.Tensor # (batch, channels, h, w) gradient on the la
 def _norm(x): return x.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))
 
 def langevin_step(z:torch.Tensor, # latent z_t (batch, ...) (DDIM / VP scaling)
-                  eps:torch.Tensor, # noise prediction ε_θ(z_t, t) (the CFG-combined prediction)
+                  eps:torch.Tensor, # noise prediction ε_θ(z_t, t) whose score it is (ε_c, ε_u or the CFG ε: `Guidance.score`)
                   grad_E:torch.Tensor, # ∇_z E at z
                   alpha_bar_t:float, # ᾱ_t of the step
                   r:float=0.06, # signal-to-noise ratio
@@ -124,12 +124,12 @@ def loss_guided_eps(eps_cfg:torch.Tensor, # classifier-free-guided noise predict
     return eps_cfg + eta * sigma_t * grad_L
 
 def loss_guidance_sigma(alpha_bar_t:float, # ᾱ_t of the step
-                        latent:str='vp' # 'vp': gradient on DDIM z_t → √(1-ᾱ); 've': on LMS x_t → √((1-ᾱ)/ᾱ)
+                        latent:str='authors' # 'authors': ∇ on z_t × √((1-ᾱ)/ᾱ) (public code); 'vp': ∇ on z_t × √(1-ᾱ) (ours); 've': ∇ on LMS x_t
                        )->float: # the σ_t to pass to `loss_guided_eps`
-    "The σ_t of iLGD's correction for the latent the gradient was taken on."
+    "The σ_t of iLGD's correction for a reading of the published rule (see the table above)."
     if latent == 'vp': return math.sqrt(1 - alpha_bar_t)
-    if latent == 've': return sigma_from_alpha_bar(alpha_bar_t)
-    raise ValueError(f"latent must be 'vp' or 've', got {latent!r}")
+    if latent in ('authors', 've'): return sigma_from_alpha_bar(alpha_bar_t)
+    raise ValueError(f"latent must be 'authors', 'vp' or 've', got {latent!r}")
 
 # %% ../nbs/06_update.ipynb #48dc44d9
 def injection_weight(sigma_t:float, # LMS/Euler noise level σ_t

@@ -199,7 +199,8 @@ PIECES = [
     ('Guidance layers 5', lambda: Guidance(layers=5), 'Guidance.layers must be None or a name pattern or a list of layer names, got 5'),
     ('Guidance energy', lambda: Guidance(energy='xef'), "energy must be 'aef' or 'naef', got 'xef'"),
     ('Injection nu_prime -1', lambda: Injection(nu_prime=-1), 'Injection.nu_prime must be a finite number >= 0, got -1'),
-    ('Injection steps 0', lambda: Injection(steps=0), 'Injection.steps must be an integer >= 1, got 0'),
+    ('Injection start -1', lambda: Injection(start=-1), 'Injection.start must be an integer >= 0, got -1'),
+    ('Injection stop <= start', lambda: Injection(start=2, stop=2), 'Injection.stop must be an integer >= 3, got 2'),
     ('Injection layers None', lambda: Injection(layers=None), 'Injection.layers must be a name pattern or a list of layer names, got None'),
     ('LossGuidance eta nan', lambda: LossGuidance(eta=math.nan), 'LossGuidance.eta must be a finite number >= 0, got nan'),
     ('LossGuidance start -1', lambda: LossGuidance(start=-1), 'LossGuidance.start must be an integer >= 0, got -1'),
@@ -222,7 +223,7 @@ def test_bad_piece_parameters(make, expected):
 
 def test_good_pieces_still_build():
     assert Guidance(threshold=None, max_iterations=1, guided_steps=1, lam=0, rho0=0).threshold is None
-    assert Injection(layers=['mid_block.attentions.0.transformer_blocks.0.attn2']).steps == 10
+    assert Injection(layers=['mid_block.attentions.0.transformer_blocks.0.attn2']).stop == 11
     assert LossGuidance(start=3, stop=4, size=[8, 8]).stop == 4
     assert SpatialAware(n_invert=0, noise=1.0).noise == 1.0
 
