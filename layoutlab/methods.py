@@ -278,7 +278,7 @@ class GradSAMFromReference:
                                     sigma=self.sigma, dilate=self.dilate)
 
 # %% ../nbs/09_methods.ipynb #bcfecf85
-MODEL_DEFAULTS = {'shapes': {'cfg': 5.0, 'Guidance': {'step_scale': 1.0, 'r': 0.25}, 'LossGuidance': {'eta': 10.0}}}  # per model: 'cfg' and, per piece, calibrated parameters ({'Guidance': {...}, ...})
+MODEL_DEFAULTS = {'shapes': {'cfg': 5.0, 'Guidance': {'step_scale': 1.0, 'r': 0.25}, 'LossGuidance': {'eta': 1.8}}}  # per model: 'cfg' and, per piece, calibrated parameters ({'Guidance': {...}, ...})
 
 def model_kind(pipe)->str:
     "'shapes' for the bundled ShapesSD model, else 'sd'."
