@@ -17,11 +17,13 @@ from .shapes import scene, detect
 from .metrics import layout_iou, presence, box_iou
 
 # %% auto #0
-__all__ = ['REGIMES', 'BENCH_METHODS', 'SWEEPS', 'PUBLISHED', 'away_boxes', 'near_boxes', 'regime_boxes', 'unguided_layout',
-           'bench_layouts', 'run_method', 'summarize', 'table', 'layout_at', 'best_values', 'BenchError', 'Task',
-           'worker_pipeline', 'layout_task', 'method_task', 'read_rows', 'RowStream', 'dask_client', 'run_tasks',
-           'results_dataset', 'open_recordings', 'run_benchmark', 'parse_param', 'run_sweep', 'method_figure',
-           'inner_iteration_report', 'calibration_figure']
+__all__ = ['REGIMES', 'BENCH_METHODS', 'SWEEPS', 'CALIBRATION', 'INHERITS', 'SPLIT_NAMES', 'PUBLISHED', 'away_boxes',
+           'near_boxes', 'box_sides', 'regime_boxes', 'unguided_layout', 'bench_layouts', 'layout_objects',
+           'run_method', 'summarize', 'table', 'layout_at', 'calibration_report', 'calibrated_values',
+           'method_overrides', 'best_values', 'BenchError', 'Task', 'worker_pipeline', 'layout_task', 'method_task',
+           'split_summary', 'read_rows', 'RowStream', 'dask_client', 'run_tasks', 'results_dataset', 'open_recordings',
+           'calibration_table', 'run_benchmark', 'read_calibration', 'run_calibration', 'parse_param', 'run_sweep',
+           'method_figure', 'inner_iteration_report', 'calibration_figure']
 
 # %% ../nbs/19_bench.ipynb #2134d141
 def away_boxes(avoid:list, # per object, the box to stay away from (None: anything goes)
@@ -63,14 +65,19 @@ def near_boxes(placed:list, # per object, the box to overlap (where the unguided
 
 REGIMES = ('away', 'near', 'random')  # where the requested boxes lie relative to the unguided placement
 
+def box_sides(n_objects:int)->tuple:
+    "Side range of `away`/`random` boxes: (0.3, 0.45) for up to two objects (the published run), smaller for more, so they fit apart."
+    return {3: (0.22, 0.34), 4: (0.18, 0.28)}.get(n_objects, (0.3, 0.45) if n_objects <= 2 else (0.14, 0.22))
+
 def regime_boxes(regime:str, # 'away', 'near' or 'random'
                  placed:list, # per object, where the unguided model put it
                  seed:int # the layout's seed
                 )->list: # one normalised box per object
     "The requested boxes of a regime, drawn from a generator seeded by (seed, regime)."
-    if regime == 'away': return away_boxes(placed, np.random.default_rng(seed))  # the published run's generator
+    size = box_sides(len(placed))
+    if regime == 'away': return away_boxes(placed, np.random.default_rng(seed), size=size)  # the published run's generator
     if regime == 'near': return near_boxes(placed, np.random.default_rng((seed, 1)))
-    if regime == 'random': return away_boxes([None] * len(placed), np.random.default_rng((seed, 2)))
+    if regime == 'random': return away_boxes([None] * len(placed), np.random.default_rng((seed, 2)), size=size)
     raise ValueError(f"regime must be one of {', '.join(REGIMES)}, got {regime!r}")
 
 # %% ../nbs/19_bench.ipynb #0f62b88a
@@ -83,11 +90,12 @@ def unguided_layout(pipe, # the pipeline whose unguided placement the boxes refe
                     steps:int=50, # DDIM steps
                     cfg:float=None, # guidance scale (default: `default_cfg(pipe)`)
                     regime:str='away', # where the boxes lie: 'away', 'near' or 'random' (see `regime_boxes`)
+                    n_objects:int=2, # objects in the scene
                     recorder=None, # a `Recorder` for the unguided run, or None
                     progress:bool=False
                    )->tuple: # (layout, row of the unguided run)
-    "A two-object layout of the shapes world with boxes placed by `regime`, and the unguided run's row."
-    sc = scene(seed, n_objects=2)
+    "A layout of the shapes world (two objects by default) with boxes placed by `regime`, and the unguided run's row."
+    sc = scene(seed, n_objects=n_objects)
     t0 = time.perf_counter()
     res = sample(pipe, Layout(sc.prompt, [], seed=seed), steps=steps, cfg=cfg or default_cfg(pipe), progress=progress, recorder=recorder)
     dt = time.perf_counter() - t0
@@ -102,17 +110,27 @@ def bench_layouts(pipe, # the pipeline whose unguided placements the boxes refer
                   steps:int=50, # DDIM steps
                   cfg:float=None, # guidance scale (default: the pipeline's `cfg` from its model card, else 7.5)
                   progress:bool=False,
-                  regime:str='away' # 'away', 'near' or 'random'
+                  regime:str='away', # 'away', 'near' or 'random'
+                  objects=2 # objects per scene: an int, or a tuple cycled over the layouts (see `layout_objects`)
                  )->tuple: # (layouts, rows of the unguided run)
     "Two-object layouts (boxes away from where the unguided model puts the objects, by default) and the unguided results."
-    out = [unguided_layout(pipe, seed0 + k, steps=steps, cfg=cfg, regime=regime, progress=progress) for k in range(n)]
+    out = [unguided_layout(pipe, seed0 + k, steps=steps, cfg=cfg, regime=regime, progress=progress, n_objects=layout_objects(k, objects)) for k in range(n)]
     return [l for l, _ in out], [dict(r, layout=k) for k, (_, r) in enumerate(out)]
 
+
+def layout_objects(k:int, # layout index
+                   objects=2 # an int, or a tuple of counts cycled over the layouts (e.g. (3, 4): 3, 4, 3, 4, ...)
+                  )->int:
+    "The object count of layout `k`."
+    return int(objects) if isinstance(objects, (int, np.integer)) else int(objects[k % len(objects)])
+
+def _detection(d): return dict(color=d.color, shape=d.shape, box=[float(v) for v in d.box], score=float(d.score))
 
 def _row(method, k, lay, dets, seconds):
     iou = layout_iou(dets, lay.objects)
     pres = presence(dets, lay.objects)
-    return dict(method=method, layout=k, iou=iou['mean'], ious=iou['ious'], recall=pres['recall'], spurious=pres['spurious'], seconds=seconds)
+    return dict(method=method, layout=k, iou=iou['mean'], ious=iou['ious'], recall=pres['recall'], spurious=pres['spurious'], seconds=seconds,
+                detections=[_detection(d) for d in dets])
 
 # %% ../nbs/19_bench.ipynb #3d49a1f7
 def run_method(pipe, # the pipeline
@@ -163,8 +181,45 @@ def layout_at(pipe, k:int, seed0:int=20_000_000, steps:int=50, regime:str='away'
     lay, row = unguided_layout(pipe, seed0 + k, steps=steps, regime=regime)
     return lay, dict(row, layout=k)
 
+_STEP, _R = [0.1, 0.3, 1.0, 3.0, 10.0], [0.02, 0.06, 0.12, 0.25, 0.5, 1.0]  # published values (1.0, 0.06) and ShapesSD's (1.0, 0.25) inside
+CALIBRATION = {'layout_control': ('Guidance', 'step_scale', _STEP), 'aef_backprop': ('Guidance', 'step_scale', _STEP),
+               'naef_backprop': ('Guidance', 'step_scale', _STEP), 'aef_adaptive': ('Guidance', 'r', _R),
+               'naef_adaptive': ('Guidance', 'r', _R), 'winwinlay': ('Guidance', 'r', _R),
+               'ilgd': ('LossGuidance', 'eta', [0.03, 0.1, 0.32, 1.0, 3.2, 10.0, 32.0])}  # method -> (piece, parameter, grid): one sweep per method
+INHERITS = {'sali': 'layout_control', 'gradsam': 'layout_control', 'winwinlay': 'naef_adaptive', 'naef_adaptive': 'winwinlay'}  # same piece, same values
+
+def calibration_report(rows:list, # sweep rows (`method`, `piece`, `param`, `value`, `iou`, `recall`)
+                       grids:dict=CALIBRATION # method -> (piece, param, values)
+                      )->dict: # method -> piece, param, values, mean_iou, recall, n, best, edge
+    "Per swept method, mean IoU and recall per value, the best value (highest mean IoU, first on ties) and whether it is at a grid edge."
+    out = {}
+    for m in dict.fromkeys(r['method'] for r in rows):
+        if m not in grids: continue
+        piece, param, values = grids[m]
+        rs = {v: [r for r in rows if r['method'] == m and r.get('value') == v] for v in values}
+        if not all(rs.values()): continue
+        iou = [float(np.mean([r['iou'] for r in rs[v]])) for v in values]
+        best = values[int(np.argmax(iou))]
+        out[m] = dict(piece=piece, param=param, values=list(values), mean_iou=iou, recall=[float(np.mean([r['recall'] for r in rs[v]])) for v in values],
+                      n=len(rs[values[0]]), best=best, edge=best in (values[0], values[-1]))
+    return out
+
+def calibrated_values(report:dict)->dict:
+    "The per-method overrides of a calibration report: {method: {piece: {param: value}}}."
+    return {m: {r['piece']: {r['param']: r['best']}} for m, r in report.items()}
+
+def method_overrides(method:str, # a preset
+                     per_method:dict=None, # {method: {piece: {param: value}}} from a calibration
+                     shared:dict=None # {piece: {param: value}} for methods the calibration does not name
+                    )->dict: # {piece: {param: value}} for this method
+    "What a method runs with: its own calibrated values, else those of the method it shares its piece with (`INHERITS`), else `shared`."
+    per_method = per_method or {}
+    if method in per_method: return per_method[method]
+    if INHERITS.get(method) in per_method: return per_method[INHERITS[method]]
+    return shared or {}
+
 def best_values(rows:list, sweeps=SWEEPS)->dict:
-    "Per swept parameter, the value with the highest mean IoU: {piece: {param: value}}."
+    "The published run's rule (one shared value per parameter): per swept parameter, the value with the highest mean IoU: {piece: {param: value}}."
     best = {}
     for m, piece, param, values in sweeps:
         iou = {v: np.mean([r['iou'] for r in rows if r['method'] == m and r['value'] == v]) for v in values}
@@ -228,7 +283,7 @@ def layout_task(spec:dict, # the run: model, device, steps, cfg, seed0, regime, 
     "On a worker: make layout `task.layout` from the unguided run and measure it."
     pipe = worker_pipeline(spec['model'], spec['device'])
     lay, row = unguided_layout(pipe, spec['seed0'] + task.layout, steps=spec['steps'], cfg=spec['cfg'], regime=spec['regime'],
-                               recorder=_recorder(spec, task))
+                               n_objects=layout_objects(task.layout, spec.get('objects', 2)), recorder=_recorder(spec, task))
     return _stamp(dict(row, layout_json=lay.to_dict()), spec, task)
 
 def method_task(spec:dict, # the run (see `layout_task`)
@@ -240,10 +295,16 @@ def method_task(spec:dict, # the run (see `layout_task`)
     pipe = worker_pipeline(spec['model'], spec['device'])
     lay = Layout.from_dict(layout_row['layout_json'])
     seams, params = preset(task.method, pipe, **task.overrides(overrides))
+    guided = any(type(s).__name__ == 'Guidance' for s in seams.values())
+    rec = _recorder(spec, task)
+    if rec is None and guided:  # values only, in memory: what the split summary reads
+        from layoutlab.record import Recorder
+        rec = Recorder(layers=[])
     t0 = time.perf_counter()
     res = sample(pipe, lay, steps=spec['steps'], cfg=spec['cfg'] or default_cfg(pipe), method=task.method, params=params,
-                 model=spec['model'], recorder=_recorder(spec, task), progress=False, **seams)
+                 model=spec['model'], recorder=rec, progress=False, **seams)
     row = _row(task.method, task.layout, lay, detect(np.asarray(res.image)), time.perf_counter() - t0)
+    if guided and res.recording is not None: row['split'] = split_summary(res.recording)
     if len(task.params) == 1:  # one-at-a-time sweeps: the columns `best_values` reads
         (name, v), = task.params
         row.update(piece=name.split('.')[0], param=name.split('.')[1], value=v)
@@ -252,6 +313,32 @@ def method_task(spec:dict, # the run (see `layout_task`)
 def _probe(model, device):
     worker_pipeline(model, device)
     return os.getpid()
+
+# %% ../nbs/19_bench.ipynb #48ef87f1
+SPLIT_NAMES = ('grad_norm_aef', 'grad_norm_kl', 'grad_cos_aef_kl', 'latent_rms', 'aef_first_order', 'inside')  # per-iteration values the summary reads
+
+def _finite(x):
+    x = np.asarray(x, dtype=float).ravel()
+    return x[np.isfinite(x)]
+
+def split_summary(rec # a recording (DataTree or Dataset) of a `Guidance` run
+                 )->dict: # kl_aef_ratio, cos_aef_kl, latent_rms_max, share_raising_aef, inside_step0, iterations (those present)
+    "Per-run summary of NAEF's gradient split; names missing from the recording are skipped."
+    ds = rec.to_dataset() if hasattr(rec, 'to_dataset') else rec
+    has = lambda *ks: all(k in ds.variables for k in ks)
+    out = {}
+    if has('grad_norm_kl', 'grad_norm_aef'):
+        kl, ae = np.asarray(ds['grad_norm_kl'], float), np.asarray(ds['grad_norm_aef'], float)
+        ok = np.isfinite(kl) & np.isfinite(ae) & (ae > 0)
+        if ok.any(): out['kl_aef_ratio'] = float(np.median(kl[ok] / ae[ok])); out['iterations'] = int(ok.sum())
+    if has('grad_cos_aef_kl') and len(_finite(ds['grad_cos_aef_kl'])): out['cos_aef_kl'] = float(np.median(_finite(ds['grad_cos_aef_kl'])))
+    if has('latent_rms') and len(_finite(ds['latent_rms'])): out['latent_rms_max'] = float(_finite(ds['latent_rms']).max())
+    if has('aef_first_order') and len(_finite(ds['aef_first_order'])): out['share_raising_aef'] = float((_finite(ds['aef_first_order']) > 0).mean())
+    if has('inside') and 'step' in ds['inside'].dims:
+        first = ds['inside'].isel(step=0)
+        if 'iteration' in first.dims: first = first.isel(iteration=0)
+        if len(_finite(first)): out['inside_step0'] = float(np.median(_finite(first)))
+    return out
 
 # %% ../nbs/19_bench.ipynb #8797ce79
 def _plain(x): return json.loads(json.dumps(x))
@@ -415,12 +502,15 @@ def open_recordings(folder, # the `--record` folder: one `<task key>.zarr` per r
     return out.set_coords([c for c in ('timestep', 'token_text') if c in out])
 
 # %% ../nbs/19_bench.ipynb #6e38f162
-def _check(n=1, n_sweep=0, steps=1, workers=1, methods=(), regime='away'):
+def _check(n=1, n_sweep=0, steps=1, workers=1, methods=(), regime='away', objects=2):
     for name, v, lo in (('--n', n, 1), ('--sweep-n', n_sweep, 0), ('--steps', steps, 1), ('--workers', workers, 1)):
         if not isinstance(v, int) or isinstance(v, bool) or v < lo: raise BenchError(f"{name} must be an integer of at least {lo}, got {v!r}")
     bad = [m for m in methods if m not in method_names()]
     if bad: raise BenchError(f"unknown method {bad[0]!r}; available: {', '.join(method_names())}")
     if regime not in REGIMES: raise BenchError(f"--regime must be one of {', '.join(REGIMES)}, got {regime!r}")
+    counts = [objects] if isinstance(objects, (int, np.integer)) else list(objects)
+    if not counts or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and 1 <= k <= 4 for k in counts):
+        raise BenchError(f"--objects must be counts from 1 to 4 (e.g. 2 or 3,4), got {objects!r}")
 
 def _outputs(out)->tuple:
     "(summary JSON, row stream, NetCDF) paths of `out`; an error, before any work, if one exists and is not a bench output."
@@ -439,23 +529,44 @@ def _outputs(out)->tuple:
         if not ok: raise BenchError(f"{nc} exists and is not a layoutlab bench Dataset; move it away or pass another --out")
     return out, stream, nc
 
-def _start(command, model, device, steps, cfg, seed0, regime, record, out, log, **config):
+def _start(command, model, device, steps, cfg, seed0, regime, record, out, log, objects=2, **config):
     "Configuration, run spec and the rows already on disk."
     out, stream, nc = _outputs(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    config = _plain(dict(command=command, model=model, device=str(device) if device else None, steps=steps, cfg=cfg, seed0=seed0, regime=regime, **config))
+    config = _plain(dict(command=command, model=model, device=str(device) if device else None, steps=steps, cfg=cfg, seed0=seed0, regime=regime,
+                         **({} if objects == 2 else dict(objects=objects)), **config))
     done = read_rows(stream, config)
     if done: log(f"resuming: {len(done)} rows already in {stream}")
     if record: Path(record).mkdir(parents=True, exist_ok=True)
-    spec = dict(model=model, device=device, steps=steps, cfg=cfg, seed0=seed0, regime=regime, gpu=_wants_gpu(device),
+    spec = dict(model=model, device=device, steps=steps, cfg=cfg, seed0=seed0, regime=regime, objects=objects, gpu=_wants_gpu(device),
                 record=str(record) if record else None, run=uuid.uuid4().hex[:12], config=config)
     return out, nc, RowStream(stream, done), spec
 
-def _layouts(client, stream, spec, n, **kw)->list:
+def _layouts(client, stream, spec, n, part='bench', **kw)->list:
     "Run the unguided tasks of layouts 0..n-1; returns the failures."
-    return run_tasks(client, layout_task, [Task('bench', k, 'none') for k in range(n)], stream, spec, desc='layouts', **kw)
+    return run_tasks(client, layout_task, [Task(part, k, 'none') for k in range(n)], stream, spec, desc='layouts', **kw)
 
-def _layout_row(stream, k): return stream.done.get(Task('bench', k, 'none').key)
+def _layout_row(stream, k, part='bench'): return stream.done.get(Task(part, k, 'none').key)
+
+def _calibrate(client, stream, spec, n, methods, **kw)->tuple:
+    "Per-method sweeps (`CALIBRATION`) on calibration layouts 0..n-1 (`spec` holds their seed0 and regime): (rows, failures)."
+    failed = _layouts(client, stream, spec, n, part='calib', **kw)
+    tasks = [Task('calib', k, m, ((f'{CALIBRATION[m][0]}.{CALIBRATION[m][1]}', v),)) for k in range(n) if _layout_row(stream, k, 'calib')
+             for m in methods if m in CALIBRATION for v in CALIBRATION[m][2]]
+    failed += run_tasks(client, method_task, tasks, stream, spec, args=lambda t: (_layout_row(stream, t.layout, 'calib'), {}), desc='calibration', **kw)
+    return [stream.done[t.key] for t in tasks if t.key in stream.done], failed
+
+def _disjoint(seed0, n, cseed0, cn):
+    if n and cn and seed0 < cseed0 + cn and cseed0 < seed0 + n:
+        raise BenchError(f"calibration seeds {cseed0}..{cseed0 + cn - 1} overlap the evaluated seeds {seed0}..{seed0 + n - 1}; calibrate on a disjoint range (--calib-seed0 / --seed0)")
+
+def calibration_table(report:dict)->str:
+    "A calibration report as markdown: mean IoU per value, the chosen one in bold, edges flagged."
+    lines = ['| method | parameter | n | mean IoU per value | best | at grid edge |', '|---|---|---|---|---|---|']
+    for m, r in report.items():
+        cells = ', '.join((f"**{v:g}: {i:.3f}**" if v == r['best'] else f"{v:g}: {i:.3f}") for v, i in zip(r['values'], r['mean_iou']))
+        lines.append(f"| {m} | {r['piece']}.{r['param']} | {r['n']} | {cells} | {r['best']:g} | {'EDGE' if r['edge'] else ''} |")
+    return '\n'.join(lines)
 
 def _finish(failed, stream):
     if failed:
@@ -471,9 +582,12 @@ def _write_json(path:Path, res:dict):
 # %% ../nbs/19_bench.ipynb #b685f458
 def run_benchmark(model:str='shapes', # a `load_pipeline` name
                   n:int=100, # benchmark layouts
-                  n_sweep:int=30, # layouts of the calibration sweep (0: no sweep, use `overrides`)
+                  n_sweep:int=30, # layouts of the per-method calibration sweep, from `calib_seed0` (0: no sweep; `calibration` or `overrides`)
                   methods=None, # presets besides `none` (default: `BENCH_METHODS`; [] runs only the unguided rows)
-                  overrides:dict=None, # per piece class, parameters to use when there is no sweep
+                  overrides:dict=None, # per piece class, parameters for methods without calibrated values
+                  calibration=None, # a `run_calibration` JSON file (or its dict): per-method values, seeds checked disjoint
+                  calib_seed0:int=30_000_000, # seed of calibration layout 0 when `n_sweep` > 0
+                  objects=2, # objects per layout: an int or a tuple cycled over layouts, e.g. (3, 4)
                   workers:int=2, # LocalCluster processes, one torch thread each (ignored with `scheduler`)
                   steps:int=50, # DDIM steps
                   out='bench.json', # summary JSON; rows stream to `<out>.jsonl`, the Dataset goes to `<out>.nc`
@@ -486,35 +600,87 @@ def run_benchmark(model:str='shapes', # a `load_pipeline` name
                   retries:int=2, # resubmissions of a task whose workers kept dying
                   progress:bool=True, # progress bars over tasks
                   log=print):
-    "Calibration sweep, then every method on `n` layouts with the calibrated values, on Dask; resumes from `<out>.jsonl`."
+    "Per-method calibration on disjoint layouts (or a calibration file), then every method on `n` layouts, on Dask; resumes from `<out>.jsonl`."
     methods = list(dict.fromkeys(m for m in (BENCH_METHODS if methods is None else methods) if m != 'none'))
-    _check(n=n, n_sweep=n_sweep, steps=steps, workers=workers, methods=methods, regime=regime)
-    out, nc, stream, spec = _start('bench', model, device, steps, cfg, seed0, regime, record, out, log, methods=methods,
-                                   n_sweep=n_sweep, sweeps=SWEEPS if n_sweep else None, overrides=None if n_sweep else overrides)
+    objects = objects if isinstance(objects, (int, np.integer)) else tuple(objects)
+    _check(n=n, n_sweep=n_sweep, steps=steps, workers=workers, methods=methods, regime=regime, objects=objects)
+    per_method, report = {}, {}
+    if calibration is not None:
+        if n_sweep: raise BenchError("give either a calibration file or --sweep-n, not both")
+        cal = read_calibration(calibration)
+        _disjoint(seed0, n, cal['seed0'], cal['n'])
+        per_method, report = cal['calibration'], cal['report']
+    if n_sweep: _disjoint(seed0, n, calib_seed0, n_sweep)
+    out, nc, stream, spec = _start('bench', model, device, steps, cfg, seed0, regime, record, out, log, objects=objects, methods=methods,
+                                   n_sweep=n_sweep, calib_seed0=calib_seed0 if n_sweep else None, grids={m: CALIBRATION[m] for m in methods if m in CALIBRATION} if n_sweep else None,
+                                   calibration=per_method or None, overrides=overrides)
     kw = dict(retries=retries, progress=progress)
     with dask_client(scheduler, workers, spec['gpu'], log=log) as client:
         client.submit(_probe, model, device, pure=False, resources={'GPU': 1} if spec['gpu'] else None).result()  # an unknown model fails here, once
-        failed = _layouts(client, stream, spec, max(n, n_sweep), **kw)
-        sweep = []
+        sweep, failed = [], []
         if n_sweep:
-            tasks = [Task('sweep', k, m, ((f'{piece}.{param}', v),)) for k in range(n_sweep) if _layout_row(stream, k)
-                     for m, piece, param, values in SWEEPS for v in values]
-            failed += run_tasks(client, method_task, tasks, stream, spec, args=lambda t: (_layout_row(stream, t.layout), {}), desc='sweep', **kw)
+            sweep, failed = _calibrate(client, stream, dict(spec, seed0=calib_seed0), n_sweep, methods, **kw)
             _finish(failed, stream)
-            sweep = [stream.done[t.key] for t in tasks]
-            overrides = best_values(sweep)
-            log(f'calibrated on {n_sweep} layouts: {overrides}')
+            report = calibration_report(sweep)
+            per_method = calibrated_values(report)
+            log(f'calibrated on {n_sweep} layouts (seeds {calib_seed0}..{calib_seed0 + n_sweep - 1}):\n' + calibration_table(report))
+        failed += _layouts(client, stream, spec, n, **kw)
+        uses = {m: method_overrides(m, per_method, overrides) for m in methods}
         tasks = [Task('bench', k, m) for k in range(n) if _layout_row(stream, k) for m in methods]
-        failed += run_tasks(client, method_task, tasks, stream, spec, args=lambda t: (_layout_row(stream, t.layout), overrides), desc='bench', **kw)
+        failed += run_tasks(client, method_task, tasks, stream, spec, args=lambda t: (_layout_row(stream, t.layout), uses[t.method]), desc='bench', **kw)
     order = {m: i for i, m in enumerate(['none', *methods])}
     rows = sorted((stream.done[t.key] for t in [Task('bench', k, 'none') for k in range(n)] + tasks if t.key in stream.done),
                   key=lambda r: (r['layout'], order[r['method']]))
-    res = dict(summary=summarize(rows), overrides=overrides or {}, n_sweep=n_sweep, sweep=_public(sweep), rows=_public(rows), config=spec['config'])
+    res = dict(summary=summarize(rows), overrides=uses, calibration=report, n_sweep=n_sweep, sweep=_public(sweep), rows=_public(rows), config=spec['config'])
     _write_json(out, res)
-    _write_dataset(results_dataset(rows, attrs=dict(config=spec['config'], overrides=overrides or {})), nc)
+    _write_dataset(results_dataset(rows, attrs=dict(config=spec['config'], overrides=uses)), nc)
     log(table(res['summary']))
     log(f"wrote {out} and {nc}; rows in {stream.path} ({stream.written} new)")
     _finish(failed, stream)
+    return res
+
+# %% ../nbs/19_bench.ipynb #1c39a00f
+def read_calibration(calibration # a `run_calibration` JSON path, or its dict
+                    )->dict: # calibration ({method: {piece: {param: value}}}), report, seed0, n, regime
+    "A calibration result, checked; a one-line error for a file that is not one."
+    if isinstance(calibration, dict): cal = calibration
+    else:
+        path = Path(calibration)
+        try: cal = json.loads(path.read_text())
+        except (OSError, ValueError) as e: raise BenchError(f"cannot read calibration {path}: {e}") from None
+    if not isinstance(cal, dict) or not all(k in cal for k in ('calibration', 'report', 'seed0', 'n')):
+        raise BenchError(f"{calibration if not isinstance(calibration, dict) else 'the calibration'} is not a `layoutlab calibrate` result (needs calibration, report, seed0, n)")
+    return cal
+
+def run_calibration(model:str='shapes', # a `load_pipeline` name
+                    n:int=12, # calibration layouts
+                    methods=None, # presets to calibrate (default: all of `CALIBRATION` except winwinlay, which is naef_adaptive)
+                    seed0:int=30_000_000, # seed of layout 0: keep it disjoint from the evaluated seeds (bench: 20_000_000 on)
+                    regime:str='random', # layout regime of the calibration layouts
+                    objects=2, # objects per layout: an int or a tuple cycled over layouts
+                    workers:int=2, steps:int=50, out='calib.json', device=None, scheduler:str=None, record=None, cfg:float=None,
+                    retries:int=2, progress:bool=True, log=print):
+    "Per-method sweeps of `CALIBRATION` on `n` layouts from `seed0`, on Dask; writes the chosen values (edges flagged) to `out`; resumes from `<out>.jsonl`."
+    methods = [m for m in (methods if methods is not None else [m for m in CALIBRATION if m != 'winwinlay']) if m != 'none']
+    objects = objects if isinstance(objects, (int, np.integer)) else tuple(objects)
+    _check(n=n, steps=steps, workers=workers, methods=methods, regime=regime, objects=objects)
+    skip = [m for m in methods if m not in CALIBRATION]
+    if skip: raise BenchError(f"no calibration grid for {', '.join(skip)}; calibrated methods: {', '.join(CALIBRATION)}")
+    if not methods: raise BenchError("--methods names no method to calibrate")
+    out, nc, stream, spec = _start('calibrate', model, device, steps, cfg, seed0, regime, record, out, log, objects=objects, methods=methods,
+                                   grids={m: CALIBRATION[m] for m in methods})
+    with dask_client(scheduler, workers, spec['gpu'], log=log) as client:
+        client.submit(_probe, model, device, pure=False, resources={'GPU': 1} if spec['gpu'] else None).result()
+        rows, failed = _calibrate(client, stream, spec, n, methods, retries=retries, progress=progress)
+    _finish(failed, stream)
+    report = calibration_report(rows)
+    res = dict(calibration=calibrated_values(report), report=report, seed0=seed0, n=n, regime=regime, objects=objects,
+               summary=summarize(rows), rows=_public(rows), config=spec['config'])
+    _write_json(out, res)
+    log(calibration_table(report))
+    edges = [m for m, r in report.items() if r['edge']]
+    if edges: log(f"best value at a grid edge for {', '.join(edges)}: widen CALIBRATION's grid for them")
+    log(f"wrote {out}; rows in {stream.path} ({stream.written} new)")
     return res
 
 # %% ../nbs/19_bench.ipynb #73e068b7
@@ -564,6 +730,8 @@ def run_sweep(model:str='shapes', # a `load_pipeline` name
               methods=('winwinlay',), # presets to sweep (each must use every swept piece)
               n:int=10, # layouts
               overrides:dict=None, # per piece class, parameters under the swept ones (default: the model's calibrated values)
+              calibration=None, # a `run_calibration` file or dict: per-method values under the swept ones (instead of `overrides`)
+              objects=2, # objects per layout: an int or a tuple cycled over layouts
               workers:int=2, # LocalCluster processes, one torch thread each (ignored with `scheduler`)
               steps:int=50, # DDIM steps
               out='sweep.json', # summary JSON; rows stream to `<out>.jsonl`, the Dataset goes to `<out>.nc`
@@ -573,20 +741,25 @@ def run_sweep(model:str='shapes', # a `load_pipeline` name
     params = dict(params or {})
     if not params: raise BenchError("a sweep needs at least one --param Piece.field=v1,v2")
     methods = list(dict.fromkeys(methods or ()))
-    _check(n=n, steps=steps, workers=workers, methods=methods, regime=regime)
+    objects = objects if isinstance(objects, (int, np.integer)) else tuple(objects)
+    _check(n=n, steps=steps, workers=workers, methods=methods, regime=regime, objects=objects)
+    per_method = {}
+    if calibration is not None:
+        cal = read_calibration(calibration); _disjoint(seed0, n, cal['seed0'], cal['n']); per_method = cal['calibration']
     if not methods or 'none' in methods: raise BenchError("--methods must name guided presets (not none) to sweep")
     for m in methods:
         for p in params:
             if not _uses(m, p.split('.')[0]): raise BenchError(f"{m} has no {p.split('.')[0]} piece, so {p} does not change it")
     grid = list(itertools.product(*params.values()))
-    out, nc, stream, spec = _start('sweep', model, device, steps, cfg, seed0, regime, record, out, log, methods=methods,
-                                   params=params, overrides=overrides)
+    uses = {m: method_overrides(m, per_method, overrides) for m in methods}
+    out, nc, stream, spec = _start('sweep', model, device, steps, cfg, seed0, regime, record, out, log, objects=objects, methods=methods,
+                                   params=params, overrides=overrides, **(dict(calibration=per_method) if per_method else {}))
     kw = dict(retries=retries, progress=progress)
     with dask_client(scheduler, workers, spec['gpu'], log=log) as client:
         client.submit(_probe, model, device, pure=False, resources={'GPU': 1} if spec['gpu'] else None).result()
         failed = _layouts(client, stream, spec, n, **kw)
         tasks = [Task('sweep', k, m, tuple(zip(params, vs))) for k in range(n) if _layout_row(stream, k) for m in methods for vs in grid]
-        failed += run_tasks(client, method_task, tasks, stream, spec, args=lambda t: (_layout_row(stream, t.layout), overrides), desc='sweep', **kw)
+        failed += run_tasks(client, method_task, tasks, stream, spec, args=lambda t: (_layout_row(stream, t.layout), uses[t.method]), desc='sweep', **kw)
     rows = [stream.done[t.key] for t in [Task('bench', k, 'none') for k in range(n)] + tasks if t.key in stream.done]
     label = lambda r: ' '.join([r['method']] + [f'{p}={v:g}' if isinstance(v, float) else f'{p}={v}' for p, v in r['params'].items()])
     res = dict(summary=summarize([dict(r, method=label(r)) for r in rows]), params=params, rows=_public(rows), config=spec['config'])

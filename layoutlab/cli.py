@@ -10,7 +10,8 @@ import typer
 
 # %% auto #0
 __all__ = ['app', 'LAYOUTS', 'main', 'CLIError', 'ModelNotAvailable', 'quiet', 'load_pipeline', 'layout_names', 'find_layout',
-           'parse_box', 'read_layout', 'layouts', 'generate', 'bench', 'sweep', 'readme_text', 'readme']
+           'parse_box', 'read_layout', 'layouts', 'generate', 'bench', 'sweep', 'calibrate', 'study_ablation',
+           'readme_text', 'readme']
 
 # %% ../nbs/16_cli.ipynb #ec6ece13
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -170,6 +171,12 @@ def _bench_errors():
     from layoutlab.models import ModelNotAvailable
     return (BenchError, ModelNotAvailable, ValueError, OSError)
 
+def _objects(text:str)->object:
+    "--objects '2', '3' or '3,4' as an int or a tuple of ints; a one-line error otherwise."
+    try: ks = tuple(int(k) for k in text.split(','))
+    except ValueError: typer.echo(f"error: --objects must be counts like 2 or 3,4, got {text!r}", err=True); raise typer.Exit(1)
+    return ks[0] if len(ks) == 1 else ks
+
 def _run_on_dask(run, out:Path, **kw):
     "Run `run_benchmark` or `run_sweep`; bad input or a failed task ends in one line, Ctrl-C keeps the rows for a rerun."
     try: run(out=out, log=typer.echo, **kw)
@@ -185,7 +192,11 @@ def bench(model:str=typer.Option("shapes", help="model to benchmark"),
           n:int=typer.Option(100, help="number of two-object layouts"),
           methods:str=typer.Option("", help="comma-separated presets (default: all)"),
           steps:int=typer.Option(50, help="DDIM steps"),
-          sweep_n:int=typer.Option(30, help="layouts of the calibration sweep run first (0: none, the model's defaults)"),
+          sweep_n:int=typer.Option(None, help="layouts of a per-method calibration sweep run first, from --calib-seed0 (default 30; 0 with --calibration)", show_default=False),
+          calibration:Path=typer.Option(None, help="per-method values from `layoutlab calibrate` (its seeds must be disjoint from these)"),
+          calib_seed0:int=typer.Option(30_000_000, help="seed of the first calibration layout of --sweep-n"),
+          seed0:int=typer.Option(20_000_000, help="seed of the first benchmark layout"),
+          objects:str=typer.Option("2", help="objects per layout: 2, 3, 4, or 3,4 (alternating)"),
           workers:int=typer.Option(2, help="local worker processes, one torch thread each (without --scheduler)"),
           scheduler:str=typer.Option(None, help="address of a running Dask scheduler, tcp://HOST:PORT (default: a local cluster)"),
           out:Path=typer.Option(Path("bench.json"), help="summary JSON; rows stream to .jsonl (a rerun resumes from it), the Dataset goes to .nc"),
@@ -195,8 +206,10 @@ def bench(model:str=typer.Option("shapes", help="model to benchmark"),
           progress:bool=typer.Option(True, help="progress bar over tasks")):
     "Run the layout benchmark on Dask: calibration sweep, then mean IoU with the requested boxes and seconds per image, per method."
     from layoutlab.bench import run_benchmark
-    _run_on_dask(run_benchmark, out, model=model, n=n, n_sweep=sweep_n, methods=[m for m in methods.split(',') if m] or None,
-                 workers=workers, scheduler=scheduler, steps=steps, regime=regime, record=record, device=device, progress=progress)
+    n_sweep = sweep_n if sweep_n is not None else (0 if calibration else 30)
+    _run_on_dask(run_benchmark, out, model=model, n=n, n_sweep=n_sweep, methods=[m for m in methods.split(',') if m] or None,
+                 workers=workers, scheduler=scheduler, steps=steps, regime=regime, record=record, device=device, progress=progress,
+                 calibration=calibration, calib_seed0=calib_seed0, seed0=seed0, objects=_objects(objects))
 
 # %% ../nbs/16_cli.ipynb #3842d18f
 @app.command()
@@ -209,6 +222,9 @@ def sweep(param:list[str]=typer.Option(..., help="Piece.field=v1,v2,... (repeat 
           scheduler:str=typer.Option(None, help="address of a running Dask scheduler, tcp://HOST:PORT (default: a local cluster)"),
           out:Path=typer.Option(Path("sweep.json"), help="summary JSON; rows stream to .jsonl (a rerun resumes from it), the Dataset goes to .nc"),
           regime:str=typer.Option("away", help="layout regime: away, near or random"),
+          seed0:int=typer.Option(20_000_000, help="seed of the first layout"),
+          objects:str=typer.Option("2", help="objects per layout: 2, 3, 4, or 3,4 (alternating)"),
+          calibration:Path=typer.Option(None, help="per-method values from `layoutlab calibrate` under the swept ones"),
           record:Path=typer.Option(None, help="folder for one Zarr recording per run"),
           device:str=typer.Option(None, help="torch device of the workers"),
           progress:bool=typer.Option(True, help="progress bar over tasks")):
@@ -219,7 +235,46 @@ def sweep(param:list[str]=typer.Option(..., help="Piece.field=v1,v2,... (repeat 
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1)
     _run_on_dask(run_sweep, out, model=model, params=params, methods=[m for m in methods.split(',') if m], n=n, steps=steps,
-                 workers=workers, scheduler=scheduler, regime=regime, record=record, device=device, progress=progress)
+                 workers=workers, scheduler=scheduler, regime=regime, record=record, device=device, progress=progress,
+                 seed0=seed0, objects=_objects(objects), calibration=calibration)
+
+# %% ../nbs/16_cli.ipynb #933f4151
+@app.command()
+def calibrate(model:str=typer.Option("shapes", help="model"),
+              n:int=typer.Option(12, help="calibration layouts"),
+              methods:str=typer.Option("", help="comma-separated presets to calibrate (default: aef/naef × backprop/adaptive, layout_control, ilgd)"),
+              seed0:int=typer.Option(30_000_000, help="seed of the first calibration layout (keep it disjoint from the benchmark's)"),
+              regime:str=typer.Option("random", help="layout regime: away, near or random"),
+              objects:str=typer.Option("2", help="objects per layout: 2, 3, 4, or 3,4 (alternating)"),
+              steps:int=typer.Option(50, help="DDIM steps"),
+              workers:int=typer.Option(2, help="local worker processes, one torch thread each (without --scheduler)"),
+              scheduler:str=typer.Option(None, help="address of a running Dask scheduler, tcp://HOST:PORT (default: a local cluster)"),
+              out:Path=typer.Option(Path("calib.json"), help="calibration JSON (for bench/sweep --calibration); rows stream to .jsonl"),
+              device:str=typer.Option(None, help="torch device of the workers"),
+              progress:bool=typer.Option(True, help="progress bar over tasks")):
+    "Calibrate each method's step parameter on its own grid, on layouts disjoint from the benchmark's; a best value at a grid edge is flagged."
+    from layoutlab.bench import run_calibration
+    _run_on_dask(run_calibration, out, model=model, n=n, methods=[m for m in methods.split(',') if m] or None, seed0=seed0, regime=regime,
+                 objects=_objects(objects), steps=steps, workers=workers, scheduler=scheduler, device=device, progress=progress)
+
+@app.command(name='study-ablation')
+def study_ablation(out:Path=typer.Option(Path("nbs/images"), help="folder of the result files"),
+                   workers:int=typer.Option(2, help="worker processes per command"),
+                   steps:int=typer.Option(50, help="DDIM steps"),
+                   n:int=typer.Option(100, help="layouts per regime"),
+                   run:bool=typer.Option(False, help="run the commands one after the other (each resumes when rerun) instead of printing them")):
+    "The commands of the NAEF ablation study (issue 10) with their expected CPU cost; --run runs them."
+    import subprocess, shlex
+    from layoutlab.ablation import study_commands
+    cmds = study_commands(out, workers=workers, steps=steps, n=n)
+    total = sum(c['cpu_minutes'] for c in cmds)
+    for c in cmds: typer.echo(f"# ~{c['cpu_minutes']:.0f} CPU-min ({c['runs']} runs): {c['what']}\n{shlex.join(c['argv'])}")
+    typer.echo(f"# total ~{total:.0f} CPU-min, ~{total / workers:.0f} min on {workers} workers")
+    if not run: return
+    for c in cmds:
+        typer.echo(f"running: {shlex.join(c['argv'])}")
+        rc = subprocess.call(c['argv'])
+        if rc: typer.echo(f"error: {c['argv'][1]} ended with {rc}; rerun `layoutlab study-ablation --run` to resume", err=True); raise typer.Exit(rc)
 
 # %% ../nbs/16_cli.ipynb #f33430e0
 import json as _json

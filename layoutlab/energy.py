@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from .layout import box_mask
 
 # %% auto #0
-__all__ = ['grid_shape', 'resize_masks', 'toy_probs', 'aef', 'box_prior', 'rho_schedule', 'naef', 'ilgd_loss']
+__all__ = ['KL_READINGS', 'grid_shape', 'resize_masks', 'toy_probs', 'aef', 'box_prior', 'rho_schedule', 'naef', 'ilgd_loss']
 
 # %% ../nbs/05_energy.ipynb #cc72ef7b
 def grid_shape(n:int, # number of spatial positions of an attention map (h*w)
@@ -153,6 +153,8 @@ def rho_schedule(step_index:int, # index of the sampling step (0 = first)
     return float(rho0) * (1 - step_index / (n_guided - 1))
 
 # %% ../nbs/05_energy.ipynb #92b53387
+KL_READINGS = {'unscaled': 1.0, 'scaled': 1 / 30, 'mass': 1.0}  # reading -> factor on ρ; 'mass' also weighs each KL by f_in
+
 def naef(maps:dict, # layer name -> probs (batch, heads, h*w, tokens), conditional branch
          masks, # (n_objects, H, W) bool/float, a callable (h, w) -> masks, or None (then `boxes` make them)
          tokens:list, # token positions of each object's phrase
@@ -162,40 +164,42 @@ def naef(maps:dict, # layer name -> probs (batch, heads, h*w, tokens), condition
          form:str='normalised', # reading of the distance d (see `box_prior`)
          scale:float=1.0, # multiplies `total` only
          reduce:str='mean', # 'mean' (like `aef`) or 'sum' (the paper's Σ) over objects and layers
+         kl:str='unscaled', # reading of ρ's scale: 'unscaled' (paper), 'scaled' (ρ/30), 'mass' (ρ·f_in·KL, ours); see `KL_READINGS`
          aspect:float=1.0, # image width / height
          eps:float=1e-12 # floor inside logarithms and divisions
-        )->dict: # total, energy, per_object, aef, kl, inside, per_layer
+        )->dict: # total, energy, per_object, aef, kl (plain KL), kl_term (what ρ multiplies), inside, per_layer
     "WinWinLay's non-local attention energy: AEF + ρ·KL(attention renormalised in the box ‖ τ)."
     _check(maps, tokens)
+    if kl not in KL_READINGS: raise ValueError(f"kl must be one of {', '.join(KL_READINGS)}, got {kl!r}")
     if masks is None:
         if boxes is None: raise ValueError("give masks or boxes")
         masks = lambda h, w: torch.stack([box_mask([float(v) for v in b], h, w) for b in boxes])
     n = len(tokens)
-    aefs, kls, inside = [], [], []
+    aefs, kls, wkls, inside = [], [], [], []
     for a in maps.values():
         a = _bhqt(a)
         h, w = grid_shape(a.shape[2], aspect)
         S = resize_masks(masks, h, w).to(a.device)
         if S.shape[0] != n: raise ValueError(f"{S.shape[0]} masks for {n} objects")
-        e_l, k_l, in_l = [], [], []
+        e_l, k_l, w_l, in_l = [], [], [], []
         for i, t in enumerate(tokens):
             s = S[i].flatten()
             at = a[..., t]                                                   # (b, heads, hw, K)
             f = _inside_fraction(at, s.to(a.dtype), eps)
             e_l.append(((1 - f)**2).mean((1, 2))); in_l.append(f.mean((1, 2)))
-            if not s.any(): k_l.append(torch.zeros_like(e_l[-1])); continue
+            if not s.any(): k_l.append(torch.zeros_like(e_l[-1])); w_l.append(k_l[-1]); continue
             lt = _log_prior(S[i].cpu(), boxes[i] if boxes is not None else _extent(S[i].cpu()), lam, form).flatten().to(a.device, a.dtype)
             a_in = at[..., s, :]                                             # (b, heads, |S|, K)
             a_hat = a_in / a_in.sum(2, keepdim=True).clamp_min(eps)
-            kl = (a_hat * (a_hat.clamp_min(eps).log() - lt[s][:, None])).sum(2)   # (b, heads, K)
-            k_l.append(kl.mean((1, 2)))
-        aefs.append(torch.stack(e_l, -1)); kls.append(torch.stack(k_l, -1)); inside.append(torch.stack(in_l, -1))
-    A, K = torch.stack(aefs, 1), torch.stack(kls, 1)                         # (b, L, n)
-    pl = A + rho * K
+            d = (a_hat * (a_hat.clamp_min(eps).log() - lt[s][:, None])).sum(2)    # KL per (b, heads, K)
+            k_l.append(d.mean((1, 2))); w_l.append((f * d if kl == 'mass' else d).mean((1, 2)))
+        aefs.append(torch.stack(e_l, -1)); kls.append(torch.stack(k_l, -1)); wkls.append(torch.stack(w_l, -1)); inside.append(torch.stack(in_l, -1))
+    A, K, W = torch.stack(aefs, 1), torch.stack(kls, 1), torch.stack(wkls, 1)   # (b, L, n)
+    pl = A + rho * KL_READINGS[kl] * W
     per_object = _reduce(pl, reduce, 1)
     energy = _reduce(per_object, reduce, 1)
     return dict(total=scale * energy.sum(), energy=energy, per_object=per_object,
-                aef=_reduce(A, reduce, 1), kl=_reduce(K, reduce, 1), inside=torch.stack(inside, 1).mean(1),
+                aef=_reduce(A, reduce, 1), kl=_reduce(K, reduce, 1), kl_term=_reduce(KL_READINGS[kl] * W, reduce, 1), inside=torch.stack(inside, 1).mean(1),
                 per_layer=pl, rho=torch.tensor(float(rho)))
 
 # %% ../nbs/05_energy.ipynb #89cfaf52

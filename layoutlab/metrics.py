@@ -16,10 +16,10 @@ from scipy.optimize import linear_sum_assignment
 
 # %% auto #0
 __all__ = ['FEATURES_DIR', 'LABELS', 'box_iou', 'object_kind', 'object_box', 'match', 'layout_iou', 'presence', 'presence_totals',
-           'coco_ap', 'FeatureNet', 'scene_labels', 'label_accuracy', 'train_features', 'load_features', 'feature_info',
-           'features', 'frechet_from_stats', 'feature_stats', 'frechet_distance', 'fid', 'real_images', 'box_coverage',
-           'binding_share', 'AttentionProbe', 'binding_ratios', 'evaluate_unguided', 'sample_grid', 'attention_figure',
-           'unguided_report']
+           'coco_ap', 'APResampler', 'FeatureNet', 'scene_labels', 'label_accuracy', 'train_features', 'load_features',
+           'feature_info', 'features', 'frechet_from_stats', 'feature_stats', 'frechet_distance', 'fid', 'real_images',
+           'box_coverage', 'binding_share', 'AttentionProbe', 'binding_ratios', 'evaluate_unguided', 'sample_grid',
+           'attention_figure', 'unguided_report']
 
 # %% ../nbs/12_metrics.ipynb #a18c47b8
 def box_iou(a, # box `[x0, y0, x1, y1]` (normalised), or an array of them `(..., 4)`
@@ -109,6 +109,7 @@ def _score(o):
 def coco_ap(preds_per_image:list, # per image, the predicted objects (may carry `.score`)
             truths_per_image:list, # per image, the true objects
             size:int=64, # nominal image size in pixels for the box coordinates
+            evaluate_only:bool=False, # return pycocotools' evaluated `COCOeval` (per-image matches) instead (a dict when there is nothing to match)
            )->dict: # `AP` (IoU .50:.95) and `AP50`, from pycocotools
     "COCO AP and AP50 of predicted boxes against true boxes, categories = (colour, shape)."
     from pycocotools.coco import COCO
@@ -130,8 +131,32 @@ def coco_ap(preds_per_image:list, # per image, the predicted objects (may carry 
                                        annotations=gts, categories=[dict(id=v, name=' '.join(map(str, k))) for k, v in cat.items()])
         gt.createIndex()
         dt = gt.loadRes(dts)
-        ev = COCOeval(gt, dt, 'bbox'); ev.evaluate(); ev.accumulate(); ev.summarize()
-    return dict(AP=float(ev.stats[0]), AP50=float(ev.stats[1]))
+        ev = COCOeval(gt, dt, 'bbox'); ev.evaluate()
+        if not evaluate_only: ev.accumulate(); ev.summarize()
+    return ev if evaluate_only else dict(AP=float(ev.stats[0]), AP50=float(ev.stats[1]))
+
+# %% ../nbs/12_metrics.ipynb #2ab2b751
+class APResampler:
+    "COCO AP and AP50 of resamples (with repeats) of a fixed set of images, from one pycocotools evaluation: only the accumulation is redone."
+    def __init__(self, preds_per_image:list, # per image, the predicted objects
+                 truths_per_image:list, # per image, the true objects
+                 size:int=64):
+        self.n = len(truths_per_image)
+        self.ev = coco_ap(preds_per_image, truths_per_image, size, evaluate_only=True)
+    def __call__(self, idx # image positions (0-based), repeats allowed
+                )->dict: # AP, AP50 as `coco_ap` gives them for those images
+        if isinstance(self.ev, dict): return dict(self.ev)
+        import copy
+        ev, idx = self.ev, np.asarray(idx, dtype=int)
+        K, A, I = len(ev._paramsEval.catIds), len(ev._paramsEval.areaRng), len(ev._paramsEval.imgIds)
+        sub = copy.copy(ev)
+        sub.evalImgs = [ev.evalImgs[k * A * I + a * I + i] for k in range(K) for a in range(A) for i in idx]
+        sub.params, sub._paramsEval = copy.deepcopy(ev.params), copy.deepcopy(ev._paramsEval)
+        sub.params.imgIds = sub._paramsEval.imgIds = list(range(len(idx)))
+        with contextlib.redirect_stdout(io.StringIO()): sub.accumulate()
+        prec = sub.eval['precision'][:, :, :, 0, -1]              # (IoU thresholds, recall, category), area 'all', 100 detections
+        mean = lambda x: float(x[x > -1].mean()) if (x > -1).any() else -1.
+        return dict(AP=mean(prec), AP50=mean(prec[0]))
 
 # %% ../nbs/12_metrics.ipynb #9cb6f7f0
 import layoutlab

@@ -52,9 +52,9 @@ def test_bench_in_worker_processes(tmp_path):
     res = json.loads(out.read_text())
     assert [(x['layout'], x['method']) for x in res['rows']] == [(k, m) for k in range(3) for m in ('none', 'layout_control')]
     assert [s['n'] for s in res['summary']] == [3, 3]
-    assert set(res['overrides']) == {'Guidance', 'LossGuidance'} and len(res['sweep']) == 15
+    assert set(res['overrides']) == {'layout_control'} and len(res['sweep']) == 5   # per-method calibration (issue 10)
     streamed = [json.loads(l) for l in (tmp_path/'b.jsonl').read_text().splitlines()]
-    assert sorted(x['part'] for x in streamed) == ['bench'] * 6 + ['sweep'] * 15
+    assert sorted(x['part'] for x in streamed) == ['bench'] * 6 + ['calib'] * 6      # its own layout (disjoint seed) and 5 values
 
 def test_bench_unknown_model_is_one_line(tmp_path):
     _one_line_error(run('bench', '--model', 'no-such-org/no-such-model', '--out', str(tmp_path/'b.json')), 'no-such-org')
