@@ -203,15 +203,17 @@ class Recorder:
                  path=None, # where to write (`.nc` NetCDF or `.zarr`); None keeps the recording in memory
                  layers='*attn2', # which attention layers to record (see `select_layers`); None records none
                  heads:bool=False, # keep one map per head instead of the head average
-                 float16:bool=False, # store attention as float16
+                 float16:bool=True, # store attention as float16 (~3 significant digits; False: float32)
                  branch:str='cond', # 'cond' or 'uncond' half of the classifier-free guidance batch
                  tokens:str='prompt', # 'prompt' (start..end token) or 'all' (the padded sequence)
-                 overwrite:bool=False # replace an earlier layoutlab recording at `path` (never anything else)
+                 overwrite:bool=False, # replace an earlier layoutlab recording at `path` (never anything else)
+                 background:bool=True # write each step in a background thread while the next one runs
                 ):
         if branch not in ('cond', 'uncond'): raise ValueError(f"branch must be 'cond' or 'uncond', got {branch!r}")
         if tokens not in ('prompt', 'all'): raise ValueError(f"tokens must be 'prompt' or 'all', got {tokens!r}")
         self.path, self.layers, self.heads, self.float16, self.branch, self.tokens = path, layers, heads, float16, branch, tokens
         self.overwrite, self.n, self.w, self.lock, self.done, self.tmp, self.file = overwrite, 0, None, None, False, None, None
+        self.background, self._pool, self._pending = background, None, None
         if path is not None: self._claim(Path(path))
 
     def __enter__(self): return self
@@ -260,6 +262,9 @@ def _begin(self:Recorder,
         if self.lock is None: raise RecordingError(f"{self.path}: this Recorder was closed; make a new one")
         if file.exists() or file.is_symlink(): _discard_recording(file)   # an earlier unfinished run; allowed by overwrite=True in __init__
     self.file, self.w, self.n = file, _writer(file), 0
+    if self.background:
+        from concurrent.futures import ThreadPoolExecutor
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix='layoutlab-recorder')
     self.layer_names, self.aspect = list(layers), latent_hw[1] / latent_hw[0]
     self.tok = list(range(n_prompt)) if self.tokens == 'prompt' else list(range(len(token_text)))
     self.token_text = [token_text[i] for i in self.tok]
@@ -287,15 +292,21 @@ Recorder.begin = _begin
 # %% ../nbs/03_record.ipynb #b847e93d
 from .attention import grid_size, to_grid
 
-def _prepare(self:Recorder, probs:torch.Tensor)->np.ndarray:
-    "One layer's captured probabilities as (heads?, token, y, x) numpy."
+def _prepare(self:Recorder, probs:torch.Tensor)->torch.Tensor:
+    "One layer's captured probabilities as a (heads?, token, y, x) tensor in the storage dtype, on its way to the host."
     b = probs.shape[0]
     p = probs[b//2:] if (b > 1 and self.branch == 'cond') else probs[:max(b//2, 1)]
     p = p[0].detach()                                        # first image of the branch: (heads, hw, tokens)
     p = p[..., self.tok]
-    if not self.heads: p = p.mean(0)
+    if not self.heads: p = p.float().mean(0)                # the head average in float32, then rounded once
     h, w = grid_size(p.shape[-2], self.aspect)
-    return _np(to_grid(p, h, w).to(torch.float16 if self.float16 else torch.float32)).astype(np.float16 if self.float16 else np.float32)
+    return _to_host(to_grid(p, h, w).to(torch.float16 if self.float16 else torch.float32))
+
+def _to_host(t:torch.Tensor)->torch.Tensor:
+    "A CPU copy of `t`: on CUDA into pinned memory without waiting (the writer waits on the step's event)."
+    if t.device.type != 'cuda': return t.contiguous()
+    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    return host.copy_(t, non_blocking=True)
 
 def _static(self:Recorder, group, name, dims, values):
     "A coordinate variable, with its CF attributes."
@@ -368,14 +379,26 @@ def _as_value(name, v):
     if a.dtype.kind not in 'iufc': raise ValueError(f"recorded value {name!r}: only numbers can be recorded, got {a.dtype}")
     return tuple(dims), a
 
+def _check_new(self:Recorder, values:dict):
+    "Values logged for the first time: their dims must fit their shapes and the recording's sizes (checked before writing)."
+    sizes = dict(self.sizes.get('/', {}))
+    for name, (dims, v) in values.items():
+        if name in self.series.get('/', {}): continue
+        if not all(isinstance(d, str) for d in dims) or len(dims) != v.ndim:
+            raise ValueError(f"recorded value {name!r}: dims {tuple(dims)} do not fit its shape {v.shape}")
+        for d, s in zip(dims, v.shape):
+            if d == 'step': raise ValueError(f"recorded value {name!r}: 'step' is added by the recorder; leave it out of dims")
+            if sizes.setdefault(d, s) != s: raise ValueError(f"recorded value {name!r}: dimension {d!r} has size {s} here but {sizes[d]} in the recording")
+
 def _step(self:Recorder,
           timestep, # the scheduler's timestep
           maps:dict=None, # layer name -> probs (batch, heads, h*w, tokens), as captured
           index:int=None, # the sampler's step index (default: steps recorded so far)
           **values # named quantities: a number/tensor, or a (dims, value) pair
          ):
-    "Append one step to the recording and flush it to disk."
+    "Append one step: checked and copied to the host now, written and flushed to disk by the writer thread."
     if self.w is None or self.done: raise RecordingError("Recorder.step before begin (or after finish)")
+    self.wait()                                             # the previous step is on disk (at most one in flight)
     i = self.n
     bad = _RESERVED & values.keys() | {k for k in values if k in self.sizes.get('/', {})}
     if bad: raise ValueError(f"recorded value names {sorted(bad)} are taken by coordinates of the recording")
@@ -383,9 +406,20 @@ def _step(self:Recorder,
     for k, (dims, v) in values.items():
         if k in self.series.get('/', {}) and self.series['/'][k][:2] != (dims, v.shape):
             raise ValueError(f"recorded value {k!r}: dims {dims} and shape {v.shape} differ from earlier steps' {self.series['/'][k][:2]}")
+    _check_new(self, values)
     values['step'], values['timestep'] = ((), np.asarray(i if index is None else index)), ((), np.asarray(float(timestep)))
     maps = {k: v for k, v in (maps or {}).items() if k in self.layer_names}
     arrays = {k: self._prepare(v) for k, v in maps.items()}
+    event = None
+    if any(v.device.type == 'cuda' for v in maps.values()):
+        event = torch.cuda.Event(); event.record()          # the host copies of this step are done when it is
+    if self._pool is None: return self._write(i, values, arrays, event)
+    self._pending = self._pool.submit(self._write, i, values, arrays, event)
+
+def _write(self:Recorder, i, values, arrays, event=None):
+    "Write step `i` (the writer thread's part of `step`): every series gets row i, then the step is counted and flushed."
+    if event is not None: event.synchronize()
+    arrays = {k: a.numpy() for k, a in arrays.items()}
     for k, a in arrays.items(): self._res[k] = a.shape[-2:]
     got = {}
     for k, a in arrays.items():
@@ -408,6 +442,11 @@ def _step(self:Recorder,
     self._inventory()                                       # last: a step counts once all its data is written
     self.w.flush()
 
+def _wait(self:Recorder):
+    "Block until the step being written is on disk; an error of the writer is raised here."
+    pending, self._pending = self._pending, None
+    if pending is not None: pending.result()
+
 def _inventory(self:Recorder):
     "Root attributes that let a reader check the recording: steps completed and every variable of every group."
     names = {'/' + g.strip('/'): sorted(self.coords.get(g, []) + list(s)) for g, s in self.series.items()}
@@ -415,12 +454,14 @@ def _inventory(self:Recorder):
     self.w.attrs(root, {'steps_completed': self.n, 'layoutlab_variables': json.dumps(names),
                         'coordinates': ' '.join(['timestep'] + (['phrase'] if 'phrase' in self.coords.get('/', []) else []))})
 
-Recorder.step, Recorder._inventory = _step, _inventory
+Recorder.step, Recorder._write, Recorder.wait, Recorder._inventory = _step, _write, _wait, _inventory
 
 # %% ../nbs/03_record.ipynb #22677f5d
 def _finish(self:Recorder)->xr.DataTree:
     "Close the file, rename the partial recording to `path`, release the lock, and return the recording."
     if self.done: raise RecordingError("Recorder.finish called twice")
+    try: self.wait()
+    finally: self._stop_writer()
     self.w.close(); self.done = True
     if self.tmp is not None:
         try: return load_recording(self.file, lazy=False, verify=False)
@@ -443,12 +484,17 @@ def _promote(self:Recorder):
 def _close(self:Recorder):
     "Stop recording without finishing: release the lock and keep what was written in the partial file. Never raises."
     try:
+        try: self.wait()
+        finally: self._stop_writer()
         if self.w is not None and not self.done: self.w.close()
         if self.tmp is not None and not self.done: self.tmp.cleanup()
     except Exception as e: warnings.warn(f"closing the recording {self.file}: {type(e).__name__}: {e}", RuntimeWarning)
     finally: self._release()
 
-Recorder.finish, Recorder._promote, Recorder.close = _finish, _promote, _close
+def _stop_writer(self:Recorder):
+    if self._pool is not None: self._pool.shutdown(wait=True); self._pool = None
+
+Recorder.finish, Recorder._promote, Recorder.close, Recorder._stop_writer = _finish, _promote, _close, _stop_writer
 
 # %% ../nbs/03_record.ipynb #91e9d0eb
 VERIFY_BYTES = 64 * 2**20 # recordings up to this size are read once on opening, to check every checksum
