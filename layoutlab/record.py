@@ -93,8 +93,10 @@ class _NetCDF:
         import h5netcdf, h5py
         self.path, self.h5netcdf, self.str_dtype = path, h5netcdf, h5py.string_dtype()
         self._f = h5netcdf.File(path, 'w-')                  # fails, rather than truncates, if the file exists
+        self._h5 = None                                      # the h5py handle the steps are appended through
     @property
     def f(self):
+        if self._h5 is not None: self._h5.close(); self._h5 = None   # new variables go through h5netcdf
         if self._f is None: self._f = self.h5netcdf.File(self.path, 'a')
         return self._f
     def group(self, name):
@@ -115,9 +117,34 @@ class _NetCDF:
     def get(self, g, name): return g.variables.get(name)
     def resize(self, g, n): g.resize_dimension('step', n)
     def attrs(self, g, d): g.attrs.update(_attrs(d))
+    def append(self, i, rows, root_attrs):
+        "Row i of every per-step variable, through plain h5py (a few h5py calls), then the root's attributes."
+        import h5py
+        if self._f is not None: self._f.close(); self._f = None   # variables made this step (h5netcdf): on disk first
+        if self._h5 is None:
+            self._h5 = h5py.File(self.path, 'a')             # the unlimited `step` dimensions and every variable along them:
+            self._along = [v for k, v in _datasets(self._h5) if v.maxshape[:1] == (None,)]
+            self._vars = {}
+            for k, v in _datasets(self._h5):
+                g, _, name = k.rpartition('/')
+                self._vars.setdefault(g or '/', {})[name] = v
+        for v in self._along: v.resize(i + 1, axis=0)
+        for name, vs in rows.items():
+            for k, row in vs.items(): self._vars[name.strip('/') or '/'][k][i] = row
+        for k, v in _attrs(root_attrs).items(): self._h5.attrs[k] = v
+        self._h5.flush()                                     # HDF5 writes its metadata out: the file is whole on disk
     def flush(self):
         if self._f is not None: self._f.close(); self._f = None
-    close = flush
+    def close(self):
+        self.flush()
+        if self._h5 is not None: self._h5.close(); self._h5 = None
+
+def _datasets(f):
+    "(path, dataset) of every dataset of an h5py file."
+    import h5py
+    out = []
+    f.visititems(lambda k, v: out.append((k, v)) if isinstance(v, h5py.Dataset) else None)
+    return out
 
 # %% ../nbs/03_record.ipynb #ba977787
 class _Zarr:
@@ -146,8 +173,20 @@ class _Zarr:
     def resize(self, g, n):
         for a in self.arrays.get(g.path or '/', {}).values(): a.resize((n,) + a.shape[1:])
     def attrs(self, g, d): g.attrs.update(_json_attrs(d))
+    def append(self, i, rows, root_attrs):
+        "Row i of every per-step variable; arrays grow by doubling (a reader cuts them to `steps_completed`), trimmed on close."
+        for name, vs in rows.items():
+            arrays = self.arrays.get(name.strip('/') or '/', {})
+            for a in arrays.values():
+                if a.shape[0] <= i: a.resize((max(i + 1, 2 * a.shape[0]),) + a.shape[1:])
+            for k, row in vs.items(): arrays[k][i] = row
+        self.attrs(self.root, root_attrs)
+        self.rows = i + 1
     def flush(self): pass
-    def close(self): pass
+    def close(self):
+        for arrays in self.arrays.values():
+            for a in arrays.values():
+                if a.shape[0] > getattr(self, 'rows', 0): a.resize((getattr(self, 'rows', 0),) + a.shape[1:])
 
 def _chunks(shape): return (1,) + tuple(max(s, 1) for s in shape)   # one step per chunk (an empty dim still needs a chunk size)
 def _writer(path): return _Zarr(path) if _is_zarr(path) else _NetCDF(path)
@@ -277,7 +316,8 @@ def _begin(self:Recorder,
                         'heads': 'per head' if self.heads else 'averaged', **attrs, 'steps_completed': 0})
     self._new_series('/', 'step', (), np.zeros((), 'i8'))
     self._new_series('/', 'timestep', (), np.zeros((), 'f8'))
-    self._inventory()
+    self.w.attrs(root, self._inventory())
+    self.w.flush()
     return self
 
 def _phrases(layout):
@@ -427,32 +467,27 @@ def _write(self:Recorder, i, values, arrays, event=None):
         got.setdefault(name, {})[k] = a
     for k, (dims, v) in values.items():
         if k not in self.series['/']: self._dims_of(k, dims, v); self._new_series('/', k, dims, v)
+    rows = {}
     for name, layers in self.groups.items():               # every series gets row i, fill where nothing came
-        g = self.w.group(name); self.w.resize(g, i + 1)
-        var = self.w.get(g, 'attention')
-        row = np.full(var.shape[1:], np.nan, var.dtype)
+        dims, shape, fill = self.series[name]['attention']
+        row = np.full(shape, np.nan, np.float16 if self.float16 else np.float32)
         for j, l in enumerate(layers):
             if l in got.get(name, {}): row[j] = got[name][l]
-        var[i] = row
-    root = self.w.group('/')
-    self.w.resize(root, i + 1)
-    for k, (dims, shape, fill) in self.series['/'].items():
-        self.w.get(root, k)[i] = values[k][1] if k in values else np.full(shape, fill)
+        rows[name] = {'attention': row}
+    rows['/'] = {k: values[k][1] if k in values else np.full(shape, fill) for k, (dims, shape, fill) in self.series['/'].items()}
+    self.w.append(i, rows, self._inventory(i + 1))          # the step's rows, then (last) the count that makes it part of the recording
     self.n = i + 1
-    self._inventory()                                       # last: a step counts once all its data is written
-    self.w.flush()
 
 def _wait(self:Recorder):
     "Block until the step being written is on disk; an error of the writer is raised here."
     pending, self._pending = self._pending, None
     if pending is not None: pending.result()
 
-def _inventory(self:Recorder):
+def _inventory(self:Recorder, n:int=None)->dict:
     "Root attributes that let a reader check the recording: steps completed and every variable of every group."
     names = {'/' + g.strip('/'): sorted(self.coords.get(g, []) + list(s)) for g, s in self.series.items()}
-    root = self.w.group('/')
-    self.w.attrs(root, {'steps_completed': self.n, 'layoutlab_variables': json.dumps(names),
-                        'coordinates': ' '.join(['timestep'] + (['phrase'] if 'phrase' in self.coords.get('/', []) else []))})
+    return {'steps_completed': self.n if n is None else n, 'layoutlab_variables': json.dumps(names),
+            'coordinates': ' '.join(['timestep'] + (['phrase'] if 'phrase' in self.coords.get('/', []) else []))}
 
 Recorder.step, Recorder._write, Recorder.wait, Recorder._inventory = _step, _write, _wait, _inventory
 
