@@ -51,11 +51,12 @@ def _sync(device):
 
 def timed(f, # a function of no arguments
           device:torch.device # where it runs (CUDA is synchronised before and after)
-         )->tuple: # (seconds, peak bytes, f's result)
-    "Wall time and peak memory of one call."
+         )->tuple: # (seconds, peak bytes, f's result); seconds: CPU time of the process on the CPU, else wall time
+    "Time and peak memory of one call: on the CPU the process's CPU time (all its threads), on a GPU the wall time."
     _sync(device); reset_peak(device)
-    t = time.perf_counter(); out = f(); _sync(device)
-    return time.perf_counter() - t, peak_bytes(device), out
+    clock = time.process_time if device.type == 'cpu' else time.perf_counter
+    t = clock(); out = f(); _sync(device)
+    return clock() - t, peak_bytes(device), out
 
 # %% ../nbs/21_perf.ipynb #8fdccf54
 @contextmanager
@@ -234,8 +235,9 @@ def measure(model:str='shapes', # "shapes", "sd15", "sdxl" (or any name `load_pi
         row['x_floor'] = row['seconds'] / row['floor_seconds']
         rows.append(row)
     where = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} thread(s)"
+    clock = 'CPU time of the process (all threads)' if dev.type == 'cpu' else 'wall time' 
     return dict(model=model, device=str(dev), device_name=where, dtype=str(pipe.unet.dtype).replace('torch.', ''), steps=steps,
-                size=list(size), cfg=cfg, repeats=repeats, torch=torch.__version__, diffusers=diffusers.__version__,
+                size=list(size), cfg=cfg, repeats=repeats, clock=clock, torch=torch.__version__, diffusers=diffusers.__version__,
                 load_average=[round(x, 2) for x in load + os.getloadavg()], pipe_seconds=pipe_s, pipe_peak_bytes=max(pipe_peak),
                 unit_seconds=unit, early_stop_saving=unit['cond_energy_grad'] / unit['cond_energy_grad_full'], rows=rows)
 
@@ -250,7 +252,8 @@ def perf_table(result # what `measure` returned (or its JSON file's path)
     r = result
     head = (f"{r['model']}, {r['steps']} DDIM steps, {r['size'][0]}×{r['size'][1]}, {r['dtype']}, on {r['device_name']} "
             f"(torch {r['torch']}, diffusers {r['diffusers']}); median of {r['repeats']}, interleaved with `pipe()` "
-            f"({r['pipe_seconds']:.3f} s, peak {_mb(r['pipe_peak_bytes'])}); load average {r['load_average'][0]} at start, {r['load_average'][3]} at end.")
+            f"({r['pipe_seconds']:.3f} s, peak {_mb(r['pipe_peak_bytes'])}); seconds are {r.get('clock', 'wall time')}; "
+            f"load average {r['load_average'][0]} at start, {r['load_average'][3]} at end.")
     rows = ['| method | recorder | s | × `pipe()` | × no recorder | UNet passes (fwd b=1 / b=2, bwd) | floor s | measured / floor | peak memory | recording / step | finite |',
             '|---|---|---|---|---|---|---|---|---|---|---|']
     for x in r['rows']:
