@@ -88,15 +88,15 @@ def dim_values(dim:str, # a dimension name
 
 # %% ../nbs/03_record.ipynb #6c542b7d
 class _NetCDF:
-    "Append-by-step writer for NetCDF-4 files (h5netcdf); the file is closed after every step, so it is always whole."
+    "Append-by-step writer for NetCDF-4 files: variables made with h5netcdf, steps appended through h5py and flushed, so the file is always whole."
     def __init__(self, path):
         import h5netcdf, h5py
         self.path, self.h5netcdf, self.str_dtype = path, h5netcdf, h5py.string_dtype()
         self._f = h5netcdf.File(path, 'w-')                  # fails, rather than truncates, if the file exists
-        self._h5 = None                                      # the h5py handle the steps are appended through
+        self._h5, self._along = None, None                   # the h5py handle the steps are appended through, its variables
     @property
     def f(self):
-        if self._h5 is not None: self._h5.close(); self._h5 = None   # new variables go through h5netcdf
+        if self._h5 is not None: self._h5.close(); self._h5 = None; self._along = None   # new variables go through h5netcdf
         if self._f is None: self._f = self.h5netcdf.File(self.path, 'a')
         return self._f
     def group(self, name):
@@ -121,30 +121,21 @@ class _NetCDF:
         "Row i of every per-step variable, through plain h5py (a few h5py calls), then the root's attributes."
         import h5py
         if self._f is not None: self._f.close(); self._f = None   # variables made this step (h5netcdf): on disk first
-        if self._h5 is None:
-            self._h5 = h5py.File(self.path, 'a')             # the unlimited `step` dimensions and every variable along them:
-            self._along = [v for k, v in _datasets(self._h5) if v.maxshape[:1] == (None,)]
-            self._vars = {}
-            for k, v in _datasets(self._h5):
-                g, _, name = k.rpartition('/')
-                self._vars.setdefault(g or '/', {})[name] = v
-        for v in self._along: v.resize(i + 1, axis=0)
+        if self._h5 is None: self._h5 = h5py.File(self.path, 'a')
+        if self._along is None:                              # every per-step variable, and each group's `step` dimension
+            f = self._h5
+            groups = {name: f if name.strip('/') == '' else f[name.strip('/')] for name in rows}
+            self._along = {(name, k): g[k] for name, g in groups.items() for k in list(rows[name]) + ['step'] if k in g}
+        for v in self._along.values(): v.resize(i + 1, axis=0)
         for name, vs in rows.items():
-            for k, row in vs.items(): self._vars[name.strip('/') or '/'][k][i] = row
+            for k, row in vs.items(): self._along[(name, k)][i] = row
         for k, v in _attrs(root_attrs).items(): self._h5.attrs[k] = v
         self._h5.flush()                                     # HDF5 writes its metadata out: the file is whole on disk
     def flush(self):
-        if self._f is not None: self._f.close(); self._f = None
+        if self._f is not None: self._f.close(); self._f = None; self._along = None   # new variables: list them again
     def close(self):
         self.flush()
         if self._h5 is not None: self._h5.close(); self._h5 = None
-
-def _datasets(f):
-    "(path, dataset) of every dataset of an h5py file."
-    import h5py
-    out = []
-    f.visititems(lambda k, v: out.append((k, v)) if isinstance(v, h5py.Dataset) else None)
-    return out
 
 # %% ../nbs/03_record.ipynb #ba977787
 class _Zarr:
