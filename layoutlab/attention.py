@@ -9,8 +9,8 @@ from fnmatch import fnmatch
 import torch
 
 # %% auto #0
-__all__ = ['attention_layers', 'select_layers', 'guidance_layers', 'AttentionCapture', 'CaptureProcessor', 'capture_attention',
-           'to_grid', 'grid_size']
+__all__ = ['attention_layers', 'select_layers', 'guidance_layers', 'StopForward', 'AttentionCapture', 'CaptureProcessor',
+           'capture_attention', 'to_grid', 'grid_size']
 
 # %% ../nbs/02_attention.ipynb #6a443516
 def attention_layers(unet # a diffusers UNet2DConditionModel
@@ -40,6 +40,10 @@ def guidance_layers(unet # a diffusers UNet2DConditionModel
     return [n for n in names if n.startswith('mid_block.')] + [n for n in names if first_up and n.startswith(first_up)]
 
 # %% ../nbs/02_attention.ipynb #ad564daa
+class StopForward(Exception):
+    "Raised by a capture once every layer in its `until` set has stored its map: the rest of the forward is not needed."
+    def __init__(self, maps): super().__init__('the attention maps asked for are captured'); self.maps = maps
+
 class AttentionCapture:
     "Holds the attention probabilities of the latest UNet forward, by layer name."
     def __init__(self,
@@ -47,8 +51,10 @@ class AttentionCapture:
                  grad:bool=False, # keep the autograd graph of the maps
                  edit=None # optional `edit(name, scores) -> scores` on pre-softmax scores (batch, heads, q, tokens)
                 ):
-        self.layers, self.grad, self.edit_fn, self.maps = list(layers), grad, edit, {}
-    def store(self, name, probs): self.maps[name] = probs if self.grad else probs.detach()
+        self.layers, self.grad, self.edit_fn, self.maps, self.until = list(layers), grad, edit, {}, None
+    def store(self, name, probs):
+        self.maps[name] = probs if self.grad else probs.detach()
+        if self.until is not None and self.until <= self.maps.keys(): raise StopForward(self.maps)   # every map asked for is in
     def edit(self, name, scores): return scores if self.edit_fn is None else self.edit_fn(name, scores)
     def clear(self): self.maps = {}
     def __repr__(self): return f"AttentionCapture({len(self.layers)} layers, {len(self.maps)} captured, grad={self.grad})"

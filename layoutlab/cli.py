@@ -10,7 +10,7 @@ import typer
 
 # %% auto #0
 __all__ = ['app', 'LAYOUTS', 'main', 'CLIError', 'ModelNotAvailable', 'quiet', 'load_pipeline', 'layout_names', 'find_layout',
-           'parse_box', 'read_layout', 'layouts', 'generate', 'bench', 'sweep', 'calibrate', 'study_ablation',
+           'parse_box', 'read_layout', 'layouts', 'generate', 'bench', 'sweep', 'calibrate', 'study_ablation', 'perf',
            'readme_text', 'readme']
 
 # %% ../nbs/16_cli.ipynb #ec6ece13
@@ -275,6 +275,33 @@ def study_ablation(out:Path=typer.Option(Path("nbs/images"), help="folder of the
         typer.echo(f"running: {shlex.join(c['argv'])}")
         rc = subprocess.call(c['argv'])
         if rc: typer.echo(f"error: {c['argv'][1]} ended with {rc}; rerun `layoutlab study-ablation --run` to resume", err=True); raise typer.Exit(rc)
+
+# %% ../nbs/16_cli.ipynb #d131c01b
+@app.command()
+def perf(model:str=typer.Option("shapes", help="shapes (ShapesSD), sd15 or sdxl (real size, random weights), or any model load_pipeline takes"),
+         steps:int=typer.Option(50, help="DDIM steps"),
+         dtype:str=typer.Option("float32", help="float32 or float16"),
+         device:str=typer.Option(None, help="torch device (default: cuda if available, else cpu)"),
+         repeats:int=typer.Option(3, help="interleaved repeats (every figure is a median)"),
+         methods:str=typer.Option("none,layout_control,winwinlay,ilgd", help="comma-separated method presets (sali, gradsam also run)"),
+         recorders:str=typer.Option("none,memory,nc", help="comma-separated: none, memory, nc, zarr"),
+         size:int=typer.Option(None, help="image side in pixels (default: the model's native size)"),
+         threads:int=typer.Option(None, help="torch CPU threads"),
+         out:Path=typer.Option(Path("perf.json"), help="where to write the JSON result"),
+         verbose:bool=typer.Option(False, help="show the libraries' warnings and loading bars")):
+    "Time every method against diffusers' pipe() in this process (with and without recording), print the Markdown table."
+    quiet(verbose)
+    from layoutlab.perf import measure, perf_table
+    from layoutlab.models import ModelNotAvailable as Missing
+    try:
+        r = measure(model, steps=steps, dtype=dtype, device=device, repeats=repeats, methods=methods.split(','),
+                    recorders=recorders.split(','), size=(size, size) if size else None, threads=threads,
+                    log=lambda s: typer.echo(s, err=True))
+    except (ValueError, Missing) as e:
+        typer.echo(f"error: {e}", err=True); raise typer.Exit(1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(r, indent=1))
+    typer.echo(perf_table(r))
 
 # %% ../nbs/16_cli.ipynb #f33430e0
 import json as _json

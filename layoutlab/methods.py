@@ -325,3 +325,15 @@ def preset(name:str, # a method name (see `method_names()`)
 def _params(piece):
     try: return {k: v for k, v in asdict(piece).items() if isinstance(v, (int, float, str, bool, list, tuple, type(None)))}
     except TypeError: return {}
+
+# %% ../nbs/09_methods.ipynb #656777e3
+from .gradsam import GradSAM
+
+def _energy_layers(self, unet)->list:
+    "The layers the piece's energy reads: its `layers`, else the mid block and the first cross-attention up block."
+    return guidance_layers(unet) if self.layers is None else select_layers(unet, self.layers)
+
+Guidance.attention_layers = RandomKick.attention_layers = _energy_layers
+Injection.attention_layers = lambda self, unet: select_layers(unet, self.layers)
+LossGuidance.attention_layers = lambda self, unet: select_layers(unet, '*attn2')
+GradSAM.attention_layers = GradSAMFromReference.attention_layers = lambda self, unet: []

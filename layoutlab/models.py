@@ -10,9 +10,10 @@ import torch
 from transformers import CLIPTokenizer
 
 # %% auto #0
-__all__ = ['WORDS', 'ASSETS', 'PIPELINES', 'COMPONENTS', 'TINY', 'build_tokenizer_files', 'shipped_tokenizer', 'default_device',
-           'resolve_device', 'tiny_pipeline', 'ModelNotAvailable', 'model_folder', 'read_model_index',
-           'check_model_folder', 'load_pipeline', 'load_tokenizer']
+__all__ = ['WORDS', 'ASSETS', 'REAL_CONFIGS', 'PIPELINES', 'COMPONENTS', 'TINY', 'build_tokenizer_files', 'shipped_tokenizer',
+           'default_device', 'resolve_device', 'tiny_pipeline', 'building_on', 'real_unet', 'random_pipeline',
+           'ModelNotAvailable', 'model_folder', 'read_model_index', 'check_model_folder', 'load_pipeline',
+           'load_tokenizer']
 
 # %% ../nbs/01_models.ipynb #d1357ee7
 WORDS = """a an the and with of in on at to is are photo picture image drawing painting scene view of
@@ -144,6 +145,78 @@ def tiny_pipeline(kind:str="sd15", # "sd15" or "sdxl"
                                          tokenizer=tok, tokenizer_2=shipped_tokenizer(), unet=unet, scheduler=_scheduler())
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device or default_device(), dtype)
+
+# %% ../nbs/01_models.ipynb #e951ab99
+_CLIP_L = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
+               max_position_embeddings=77, hidden_act='quick_gelu', projection_dim=768)
+_CLIP_BIGG = dict(vocab_size=49408, hidden_size=1280, intermediate_size=5120, num_attention_heads=20, num_hidden_layers=32,
+                  max_position_embeddings=77, hidden_act='gelu', projection_dim=1280)
+_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+            down_block_types=('DownEncoderBlock2D',)*4, up_block_types=('UpDecoderBlock2D',)*4, norm_num_groups=32, act_fn='silu')
+REAL_CONFIGS = {  # the published configurations (config.json of each component), random weights
+    'sd15': dict(
+        unet=dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+                  down_block_types=('CrossAttnDownBlock2D',)*3 + ('DownBlock2D',), up_block_types=('UpBlock2D',) + ('CrossAttnUpBlock2D',)*3,
+                  cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32, act_fn='silu', flip_sin_to_cos=True, freq_shift=0),
+        vae=dict(_VAE, sample_size=512, scaling_factor=0.18215),
+        text_encoder=_CLIP_L),
+    'sdxl': dict(
+        unet=dict(sample_size=128, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280),
+                  down_block_types=('DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'),
+                  up_block_types=('CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'UpBlock2D'), cross_attention_dim=2048,
+                  attention_head_dim=(5, 10, 20), transformer_layers_per_block=(1, 2, 10), use_linear_projection=True,
+                  addition_embed_type='text_time', addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816,
+                  norm_num_groups=32, act_fn='silu', flip_sin_to_cos=True, freq_shift=0),
+        vae=dict(_VAE, sample_size=1024, scaling_factor=0.13025, force_upcast=True),
+        text_encoder=_CLIP_L, text_encoder_2=_CLIP_BIGG),
+}
+
+from contextlib import contextmanager
+@contextmanager
+def building_on(device, # where new tensors are created ("meta": shapes only, no memory)
+                dtype # the floating dtype new parameters get
+               ):
+    "Modules created in the body are created on `device`, in `dtype`, without an intermediate copy."
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device): yield
+    finally: torch.set_default_dtype(old)
+
+# %% ../nbs/01_models.ipynb #e2e5cae6
+def _real_text_encoder(cfg, tok, cls=CLIPTextModel):
+    return cls(CLIPTextConfig(**cfg, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)).eval()
+
+def real_unet(kind:str="sd15", # "sd15" or "sdxl"
+              device='meta', # where to build it ("meta": parameters without memory, to count or inspect)
+              dtype=torch.float32 # parameter dtype
+             )->UNet2DConditionModel:
+    "The UNet of the published configuration, random weights, built on `device` in `dtype`."
+    if kind not in REAL_CONFIGS: raise ValueError(f'kind must be "sd15" or "sdxl", got {kind!r}')
+    with building_on(device, dtype): return UNet2DConditionModel(**REAL_CONFIGS[kind]['unet']).eval()
+
+def random_pipeline(kind:str="sd15", # "sd15" (512², 860 M-parameter UNet) or "sdxl" (1024², 2.6 B)
+                    dtype=torch.float32, # weight dtype (float16 halves memory; SDXL wants float16 on a GPU)
+                    device=None, # where to build it (default: `default_device()`)
+                    seed:int=0 # seed of the random weights
+                   ):
+    "A Stable Diffusion 1.5 or SDXL pipeline of the real size with random weights and the shipped tokenizer."
+    if kind not in REAL_CONFIGS: raise ValueError(f'random_pipeline kind must be "sd15" or "sdxl", got {kind!r}')
+    device, cfg, tok = resolve_device(device), REAL_CONFIGS[kind], shipped_tokenizer()
+    torch.manual_seed(seed)
+    unet = real_unet(kind, device, dtype)
+    with building_on(device, dtype):
+        vae = AutoencoderKL(**cfg['vae']).eval()
+        te = _real_text_encoder(cfg['text_encoder'], tok)
+        if kind == 'sd15':
+            pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, scheduler=_scheduler(),
+                                           safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        else:
+            te2 = _real_text_encoder(cfg['text_encoder_2'], tok, CLIPTextModelWithProjection)
+            pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=te, text_encoder_2=te2, tokenizer=tok,
+                                             tokenizer_2=shipped_tokenizer(), unet=unet, scheduler=_scheduler())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 # %% ../nbs/01_models.ipynb #ea8f0e4d
 class ModelNotAvailable(RuntimeError):

@@ -93,13 +93,15 @@ def dim_values(dim:str, # a dimension name
 
 # %% ../nbs/03_record.ipynb #6c542b7d
 class _NetCDF:
-    "Append-by-step writer for NetCDF-4 files (h5netcdf); the file is closed after every step, so it is always whole."
+    "Append-by-step writer for NetCDF-4 files: variables made with h5netcdf, steps appended through h5py and flushed, so the file is always whole."
     def __init__(self, path):
         import h5netcdf, h5py
         self.path, self.h5netcdf, self.str_dtype = path, h5netcdf, h5py.string_dtype()
         self._f = h5netcdf.File(path, 'w-')                  # fails, rather than truncates, if the file exists
+        self._h5, self._along = None, None                   # the h5py handle the steps are appended through, its variables
     @property
     def f(self):
+        if self._h5 is not None: self._h5.close(); self._h5 = None; self._along = None   # new variables go through h5netcdf
         if self._f is None: self._f = self.h5netcdf.File(self.path, 'a')
         return self._f
     def group(self, name):
@@ -120,9 +122,25 @@ class _NetCDF:
     def get(self, g, name): return g.variables.get(name)
     def resize(self, g, n): g.resize_dimension('step', n)
     def attrs(self, g, d): g.attrs.update(_attrs(d))
+    def append(self, i, rows, root_attrs):
+        "Row i of every per-step variable, through plain h5py (a few h5py calls), then the root's attributes."
+        import h5py
+        if self._f is not None: self._f.close(); self._f = None   # variables made this step (h5netcdf): on disk first
+        if self._h5 is None: self._h5 = h5py.File(self.path, 'a')
+        if self._along is None:                              # every per-step variable, and each group's `step` dimension
+            f = self._h5
+            groups = {name: f if name.strip('/') == '' else f[name.strip('/')] for name in rows}
+            self._along = {(name, k): g[k] for name, g in groups.items() for k in list(rows[name]) + ['step'] if k in g}
+        for v in self._along.values(): v.resize(i + 1, axis=0)
+        for name, vs in rows.items():
+            for k, row in vs.items(): self._along[(name, k)][i] = row
+        for k, v in _attrs(root_attrs).items(): self._h5.attrs[k] = v
+        self._h5.flush()                                     # HDF5 writes its metadata out: the file is whole on disk
     def flush(self):
-        if self._f is not None: self._f.close(); self._f = None
-    close = flush
+        if self._f is not None: self._f.close(); self._f = None; self._along = None   # new variables: list them again
+    def close(self):
+        self.flush()
+        if self._h5 is not None: self._h5.close(); self._h5 = None
 
 # %% ../nbs/03_record.ipynb #ba977787
 class _Zarr:
@@ -151,8 +169,20 @@ class _Zarr:
     def resize(self, g, n):
         for a in self.arrays.get(g.path or '/', {}).values(): a.resize((n,) + a.shape[1:])
     def attrs(self, g, d): g.attrs.update(_json_attrs(d))
+    def append(self, i, rows, root_attrs):
+        "Row i of every per-step variable; arrays grow by doubling (a reader cuts them to `steps_completed`), trimmed on close."
+        for name, vs in rows.items():
+            arrays = self.arrays.get(name.strip('/') or '/', {})
+            for a in arrays.values():
+                if a.shape[0] <= i: a.resize((max(i + 1, 2 * a.shape[0]),) + a.shape[1:])
+            for k, row in vs.items(): arrays[k][i] = row
+        self.attrs(self.root, root_attrs)
+        self.rows = i + 1
     def flush(self): pass
-    def close(self): pass
+    def close(self):
+        for arrays in self.arrays.values():
+            for a in arrays.values():
+                if a.shape[0] > getattr(self, 'rows', 0): a.resize((getattr(self, 'rows', 0),) + a.shape[1:])
 
 def _chunks(shape): return (1,) + tuple(max(s, 1) for s in shape)   # one step per chunk (an empty dim still needs a chunk size)
 def _writer(path): return _Zarr(path) if _is_zarr(path) else _NetCDF(path)
@@ -208,15 +238,17 @@ class Recorder:
                  path=None, # where to write (`.nc` NetCDF or `.zarr`); None keeps the recording in memory
                  layers='*attn2', # which attention layers to record (see `select_layers`); None records none
                  heads:bool=False, # keep one map per head instead of the head average
-                 float16:bool=False, # store attention as float16
+                 float16:bool=True, # store attention as float16 (~3 significant digits; False: float32)
                  branch:str='cond', # 'cond' or 'uncond' half of the classifier-free guidance batch
                  tokens:str='prompt', # 'prompt' (start..end token) or 'all' (the padded sequence)
-                 overwrite:bool=False # replace an earlier layoutlab recording at `path` (never anything else)
+                 overwrite:bool=False, # replace an earlier layoutlab recording at `path` (never anything else)
+                 background:bool=True # write each step in a background thread while the next one runs
                 ):
         if branch not in ('cond', 'uncond'): raise ValueError(f"branch must be 'cond' or 'uncond', got {branch!r}")
         if tokens not in ('prompt', 'all'): raise ValueError(f"tokens must be 'prompt' or 'all', got {tokens!r}")
         self.path, self.layers, self.heads, self.float16, self.branch, self.tokens = path, layers, heads, float16, branch, tokens
         self.overwrite, self.n, self.w, self.lock, self.done, self.tmp, self.file = overwrite, 0, None, None, False, None, None
+        self.background, self._pool, self._pending = background, None, None
         if path is not None: self._claim(Path(path))
 
     def __enter__(self): return self
@@ -265,6 +297,9 @@ def _begin(self:Recorder,
         if self.lock is None: raise RecordingError(f"{self.path}: this Recorder was closed; make a new one")
         if file.exists() or file.is_symlink(): _discard_recording(file)   # an earlier unfinished run; allowed by overwrite=True in __init__
     self.file, self.w, self.n = file, _writer(file), 0
+    if self.background:
+        from concurrent.futures import ThreadPoolExecutor
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix='layoutlab-recorder')
     self.layer_names, self.aspect = list(layers), latent_hw[1] / latent_hw[0]
     self.tok = list(range(n_prompt)) if self.tokens == 'prompt' else list(range(len(token_text)))
     self.token_text = [token_text[i] for i in self.tok]
@@ -277,7 +312,8 @@ def _begin(self:Recorder,
                         'heads': 'per head' if self.heads else 'averaged', **attrs, 'steps_completed': 0})
     self._new_series('/', 'step', (), np.zeros((), 'i8'))
     self._new_series('/', 'timestep', (), np.zeros((), 'f8'))
-    self._inventory()
+    self.w.attrs(root, self._inventory())
+    self.w.flush()
     return self
 
 def _phrases(layout):
@@ -292,15 +328,21 @@ Recorder.begin = _begin
 # %% ../nbs/03_record.ipynb #b847e93d
 from .attention import grid_size, to_grid
 
-def _prepare(self:Recorder, probs:torch.Tensor)->np.ndarray:
-    "One layer's captured probabilities as (heads?, token, y, x) numpy."
+def _prepare(self:Recorder, probs:torch.Tensor)->torch.Tensor:
+    "One layer's captured probabilities as a (heads?, token, y, x) tensor in the storage dtype, on its way to the host."
     b = probs.shape[0]
     p = probs[b//2:] if (b > 1 and self.branch == 'cond') else probs[:max(b//2, 1)]
     p = p[0].detach()                                        # first image of the branch: (heads, hw, tokens)
     p = p[..., self.tok]
-    if not self.heads: p = p.mean(0)
+    if not self.heads: p = p.float().mean(0)                # the head average in float32, then rounded once
     h, w = grid_size(p.shape[-2], self.aspect)
-    return _np(to_grid(p, h, w).to(torch.float16 if self.float16 else torch.float32)).astype(np.float16 if self.float16 else np.float32)
+    return _to_host(to_grid(p, h, w).to(torch.float16 if self.float16 else torch.float32))
+
+def _to_host(t:torch.Tensor)->torch.Tensor:
+    "A CPU copy of `t`: on CUDA into pinned memory without waiting (the writer waits on the step's event)."
+    if t.device.type != 'cuda': return t.contiguous()
+    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    return host.copy_(t, non_blocking=True)
 
 def _static(self:Recorder, group, name, dims, values):
     "A coordinate variable, with its CF attributes."
@@ -373,14 +415,26 @@ def _as_value(name, v):
     if a.dtype.kind not in 'iufc': raise ValueError(f"recorded value {name!r}: only numbers can be recorded, got {a.dtype}")
     return tuple(dims), a
 
+def _check_new(self:Recorder, values:dict):
+    "Values logged for the first time: their dims must fit their shapes and the recording's sizes (checked before writing)."
+    sizes = dict(self.sizes.get('/', {}))
+    for name, (dims, v) in values.items():
+        if name in self.series.get('/', {}): continue
+        if not all(isinstance(d, str) for d in dims) or len(dims) != v.ndim:
+            raise ValueError(f"recorded value {name!r}: dims {tuple(dims)} do not fit its shape {v.shape}")
+        for d, s in zip(dims, v.shape):
+            if d == 'step': raise ValueError(f"recorded value {name!r}: 'step' is added by the recorder; leave it out of dims")
+            if sizes.setdefault(d, s) != s: raise ValueError(f"recorded value {name!r}: dimension {d!r} has size {s} here but {sizes[d]} in the recording")
+
 def _step(self:Recorder,
           timestep, # the scheduler's timestep
           maps:dict=None, # layer name -> probs (batch, heads, h*w, tokens), as captured
           index:int=None, # the sampler's step index (default: steps recorded so far)
           **values # named quantities: a number/tensor, or a (dims, value) pair
          ):
-    "Append one step to the recording and flush it to disk."
+    "Append one step: checked and copied to the host now, written and flushed to disk by the writer thread."
     if self.w is None or self.done: raise RecordingError("Recorder.step before begin (or after finish)")
+    self.wait()                                             # the previous step is on disk (at most one in flight)
     i = self.n
     bad = _RESERVED & values.keys() | {k for k in values if k in self.sizes.get('/', {})}
     if bad: raise ValueError(f"recorded value names {sorted(bad)} are taken by coordinates of the recording")
@@ -388,9 +442,20 @@ def _step(self:Recorder,
     for k, (dims, v) in values.items():
         if k in self.series.get('/', {}) and self.series['/'][k][:2] != (dims, v.shape):
             raise ValueError(f"recorded value {k!r}: dims {dims} and shape {v.shape} differ from earlier steps' {self.series['/'][k][:2]}")
+    _check_new(self, values)
     values['step'], values['timestep'] = ((), np.asarray(i if index is None else index)), ((), np.asarray(float(timestep)))
     maps = {k: v for k, v in (maps or {}).items() if k in self.layer_names}
     arrays = {k: self._prepare(v) for k, v in maps.items()}
+    event = None
+    if any(v.device.type == 'cuda' for v in maps.values()):
+        event = torch.cuda.Event(); event.record()          # the host copies of this step are done when it is
+    if self._pool is None: return self._write(i, values, arrays, event)
+    self._pending = self._pool.submit(self._write, i, values, arrays, event)
+
+def _write(self:Recorder, i, values, arrays, event=None):
+    "Write step `i` (the writer thread's part of `step`): every series gets row i, then the step is counted and flushed."
+    if event is not None: event.synchronize()
+    arrays = {k: a.numpy() for k, a in arrays.items()}
     for k, a in arrays.items(): self._res[k] = a.shape[-2:]
     got = {}
     for k, a in arrays.items():
@@ -398,34 +463,36 @@ def _step(self:Recorder,
         got.setdefault(name, {})[k] = a
     for k, (dims, v) in values.items():
         if k not in self.series['/']: self._dims_of(k, dims, v); self._new_series('/', k, dims, v)
+    rows = {}
     for name, layers in self.groups.items():               # every series gets row i, fill where nothing came
-        g = self.w.group(name); self.w.resize(g, i + 1)
-        var = self.w.get(g, 'attention')
-        row = np.full(var.shape[1:], np.nan, var.dtype)
+        dims, shape, fill = self.series[name]['attention']
+        row = np.full(shape, np.nan, np.float16 if self.float16 else np.float32)
         for j, l in enumerate(layers):
             if l in got.get(name, {}): row[j] = got[name][l]
-        var[i] = row
-    root = self.w.group('/')
-    self.w.resize(root, i + 1)
-    for k, (dims, shape, fill) in self.series['/'].items():
-        self.w.get(root, k)[i] = values[k][1] if k in values else np.full(shape, fill)
+        rows[name] = {'attention': row}
+    rows['/'] = {k: values[k][1] if k in values else np.full(shape, fill) for k, (dims, shape, fill) in self.series['/'].items()}
+    self.w.append(i, rows, self._inventory(i + 1))          # the step's rows, then (last) the count that makes it part of the recording
     self.n = i + 1
-    self._inventory()                                       # last: a step counts once all its data is written
-    self.w.flush()
 
-def _inventory(self:Recorder):
+def _wait(self:Recorder):
+    "Block until the step being written is on disk; an error of the writer is raised here."
+    pending, self._pending = self._pending, None
+    if pending is not None: pending.result()
+
+def _inventory(self:Recorder, n:int=None)->dict:
     "Root attributes that let a reader check the recording: steps completed and every variable of every group."
     names = {'/' + g.strip('/'): sorted(self.coords.get(g, []) + list(s)) for g, s in self.series.items()}
-    root = self.w.group('/')
-    self.w.attrs(root, {'steps_completed': self.n, 'layoutlab_variables': json.dumps(names),
-                        'coordinates': ' '.join(['timestep'] + (['phrase'] if 'phrase' in self.coords.get('/', []) else []))})
+    return {'steps_completed': self.n if n is None else n, 'layoutlab_variables': json.dumps(names),
+            'coordinates': ' '.join(['timestep'] + (['phrase'] if 'phrase' in self.coords.get('/', []) else []))}
 
-Recorder.step, Recorder._inventory = _step, _inventory
+Recorder.step, Recorder._write, Recorder.wait, Recorder._inventory = _step, _write, _wait, _inventory
 
 # %% ../nbs/03_record.ipynb #22677f5d
 def _finish(self:Recorder)->xr.DataTree:
     "Close the file, rename the partial recording to `path`, release the lock, and return the recording."
     if self.done: raise RecordingError("Recorder.finish called twice")
+    try: self.wait()
+    finally: self._stop_writer()
     self.w.close(); self.done = True
     if self.tmp is not None:
         try: return load_recording(self.file, lazy=False, verify=False)
@@ -448,12 +515,17 @@ def _promote(self:Recorder):
 def _close(self:Recorder):
     "Stop recording without finishing: release the lock and keep what was written in the partial file. Never raises."
     try:
+        try: self.wait()
+        finally: self._stop_writer()
         if self.w is not None and not self.done: self.w.close()
         if self.tmp is not None and not self.done: self.tmp.cleanup()
     except Exception as e: warnings.warn(f"closing the recording {self.file}: {type(e).__name__}: {e}", RuntimeWarning)
     finally: self._release()
 
-Recorder.finish, Recorder._promote, Recorder.close = _finish, _promote, _close
+def _stop_writer(self:Recorder):
+    if self._pool is not None: self._pool.shutdown(wait=True); self._pool = None
+
+Recorder.finish, Recorder._promote, Recorder.close, Recorder._stop_writer = _finish, _promote, _close, _stop_writer
 
 # %% ../nbs/03_record.ipynb #91e9d0eb
 VERIFY_BYTES = 64 * 2**20 # recordings up to this size are read once on opening, to check every checksum

@@ -4,20 +4,20 @@
 
 # %% ../nbs/04_sampler.ipynb #8cda1a77
 from __future__ import annotations
-import copy, dataclasses, json, math, numbers, types, warnings
+import contextlib, copy, dataclasses, json, math, numbers, types, warnings
 from dataclasses import dataclass, field
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 from diffusers import DDIMScheduler
 from .layout import Layout, prompt_ids
-from .attention import capture_attention, select_layers, guidance_layers
+from .attention import capture_attention, select_layers, guidance_layers, attention_layers, AttentionCapture, StopForward
 from .record import Recorder
 
 # %% auto #0
-__all__ = ['SEAMS', 'Conditioning', 'is_sdxl', 'encode', 'State', 'predict_noise', 'gaussian_init', 'Sample', 'decode',
-           'default_cfg', 'run_pipeline', 'describe_seam', 'run_seams', 'run_seeds', 'check_settings', 'sample',
-           'run_one']
+__all__ = ['SEAMS', 'Conditioning', 'is_sdxl', 'encode', 'State', 'predict_noise', 'layers_read', 'needed_layers',
+           'attention_forward', 'gaussian_init', 'Sample', 'decode', 'default_cfg', 'run_pipeline', 'describe_seam',
+           'run_seams', 'run_seeds', 'check_settings', 'sample', 'run_one']
 
 # %% ../nbs/04_sampler.ipynb #08b40dfe
 @dataclass
@@ -92,6 +92,39 @@ def predict_noise(state:State, # the current step
     eps = state.pipe.unet(x, state.t, **state.cond.unet_kwargs()).sample
     eps_u, eps_c = eps.chunk(2)
     return eps_u + state.cfg * (eps_c - eps_u)
+
+# %% ../nbs/04_sampler.ipynb #b9c49796
+def layers_read(seam, # a seam (piece or function), or None
+                unet # the UNet it runs on
+               )->list: # names of the attention layers it reads from `state.capture`
+    "The layers a seam reads: its `attention_layers(unet)`, else every cross-attention layer."
+    if seam is None: return []
+    f = getattr(seam, 'attention_layers', None)
+    return list(f(unet)) if f is not None else select_layers(unet, '*attn2')
+
+def needed_layers(unet, # the UNet
+                  seams:list, # the run's seams (None where absent)
+                  recorded:list=() # layers the recorder records
+                 )->list: # the layers to capture, in module order
+    "Every layer the recorder or a seam reads, in the UNet's module order."
+    want = set(recorded).union(*(layers_read(s, unet) for s in seams))
+    return [n for n in attention_layers(unet) if n in want]
+
+# %% ../nbs/04_sampler.ipynb #48a76881
+def attention_forward(state:State, # the current step (its capture must hold `layers`)
+                      latents:torch.Tensor, # z_t to run on
+                      layers:list, # the layers whose maps are needed
+                      cfg:bool=False # False: the conditional branch alone; True: the CFG batch
+                     )->dict: # layer name -> probs (batch, heads, h*w, tokens)
+    "The attention maps of `layers` from a UNet forward that stops once the last of them is computed."
+    cap, want = state.capture, set(layers)
+    missing = want - set(cap.layers)
+    if missing: raise ValueError(f"attention_forward: layers {sorted(missing)} are not captured in this run")
+    cap.clear(); cap.until = want
+    try: predict_noise(state, latents, cfg=cfg)
+    except StopForward: pass
+    finally: cap.until = None
+    return {k: cap.maps[k] for k in layers}
 
 # %% ../nbs/04_sampler.ipynb #ebd99357
 def gaussian_init(pipe, # the pipeline
@@ -285,28 +318,29 @@ def run_one(pipe, # the run's own pipeline (`run_pipeline`)
         text = pipe.tokenizer.convert_ids_to_tokens(pipe.tokenizer(layout.prompt, padding='max_length', max_length=pipe.tokenizer.model_max_length)['input_ids'])
         recorder.begin(rec_layers, text, len(ids), shape[-2:], attrs)
     edit = (lambda name, s: edit_attention(name, s, state)) if edit_attention else None
-    captured = list(dict.fromkeys(rec_layers + select_layers(pipe.unet, '*attn2')))
+    captured = needed_layers(pipe.unet, [before_step, noise_pred, after_step, edit_attention], rec_layers)
     wants_grad = getattr(noise_pred, 'wants_grad', lambda state: False)
+    settle = recorder.wait if recorder is not None and recorder.path is not None else (lambda: None)  # a file holds every step before a seam runs
     try:
-        with capture_attention(pipe.unet, captured, grad=True, edit=edit) as cap:
+        with capture_attention(pipe.unet, captured, grad=True, edit=edit) if captured else contextlib.nullcontext(AttentionCapture([])) as cap:
             state.capture = cap
             start = int(getattr(init, 'start', 0) or 0)   # an init may hand over a latent part-way down the schedule
             warned = False
             for i, t in enumerate(tqdm(sched.timesteps[start:], disable=not progress, desc=method), start):
                 state.i, state.t, state.values = i, t, {}
-                if before_step is not None: state.latents = before_step(state).detach()
+                if before_step is not None: settle(); state.latents = before_step(state).detach()
                 cap.clear()
                 grad = wants_grad(state)
                 with torch.set_grad_enabled(grad):
                     state.z_in = state.latents.detach().requires_grad_(grad)
                     eps = predict_noise(state, state.z_in)
                 maps = dict(cap.maps)                   # the step's own pass; later seams may run the UNet again
-                if noise_pred is not None: eps = noise_pred(state, eps)
+                if noise_pred is not None: settle(); eps = noise_pred(state, eps)
                 eps = eps.detach()
                 with torch.no_grad(): out = sched.step(eps, t, state.latents, eta=0.0, generator=generator)
                 state.latents = out.prev_sample
                 state.log('x0_pred', out.pred_original_sample[0], ('channel', 'lat_y', 'lat_x'))
-                if after_step is not None: state.latents = after_step(state).detach()
+                if after_step is not None: settle(); state.latents = after_step(state).detach()
                 if not warned and not torch.isfinite(state.latents).all():
                     warned = True
                     warnings.warn(f"{method}: the latent holds NaN or inf from step {i} on (a seam's update "
