@@ -9,10 +9,10 @@ from dataclasses import dataclass, asdict, field, replace
 import numpy as np
 import torch
 from .attention import guidance_layers, select_layers
-from .energy import aef, naef, ilgd_loss, rho_schedule
+from .energy import aef, naef, ilgd_loss, rho_schedule, KL_READINGS
 from .update import (backprop_step, layout_control_step_size, layout_control_stop, grad_norm_map,
                               langevin_step, loss_guided_eps, loss_guidance_sigma, inject_logits, sigma_from_alpha_bar)
-from .sampler import predict_noise
+from .sampler import predict_noise, attention_forward
 
 # %% auto #0
 __all__ = ['STOP_CODES', 'MODEL_DEFAULTS', 'ABLATIONS', 'EXTRA', 'check_fields', 'Guidance', 'RandomKick', 'kick_norms',
@@ -58,24 +58,27 @@ class Guidance:
     xi_norm:str='target' # Langevin ξ from ‖s − ν∇E‖ ('target') or ‖s‖ ('score')
     score:str='cond' # Langevin score from ε_c ('cond', default), ε_u ('uncond') or the CFG-combined ε ('cfg', our earlier reading)
     stop_rule:str='for_good' # after E ≤ threshold: no more guidance in this run ('for_good', Layout-Control's code) or re-evaluate each step ('per_step', ours)
+    kl:str='unscaled' # NAEF's reading of ρ: 'unscaled' (the paper: AEF + ρ·KL), 'scaled' (ρ against Layout-Control's 30×-scaled energy) or 'mass' (ρ·f_in·KL, ours); see `energy.naef`
     def __post_init__(self):
         if self.energy not in ('aef', 'naef'): raise ValueError(f"energy must be 'aef' or 'naef', got {self.energy!r}")
         if self.update not in ('backprop', 'langevin'): raise ValueError(f"update must be 'backprop' or 'langevin', got {self.update!r}")
         check_fields(self, layers=_LAYERS, guided_steps=_int(1), max_iterations=_int(1), threshold=_or_none(_num(0)),
                      scale=_num(0, above=True), step_scale=_num(0, above=True), r=_num(0, above=True), rho0=_num(0), lam=_num(0),
-                     xi_norm=_one_of('target', 'score'), score=_one_of('cond', 'uncond', 'cfg'), stop_rule=_one_of('for_good', 'per_step'))
+                     xi_norm=_one_of('target', 'score'), score=_one_of('cond', 'uncond', 'cfg'), stop_rule=_one_of('for_good', 'per_step'),
+                     kl=_one_of(*KL_READINGS))
 
 # %% ../nbs/09_methods.ipynb #811ab484
 def _energy(g:Guidance, maps, state, masks):
     aspect = state.latents.shape[-1] / state.latents.shape[-2]
     if g.energy == 'aef': return aef(maps, masks, state.tokens, aspect=aspect)
     rho = rho_schedule(state.i, g.guided_steps, g.rho0)
-    return naef(maps, masks, state.tokens, rho=rho, lam=g.lam, boxes=state.layout.boxes, aspect=aspect)
+    return naef(maps, masks, state.tokens, rho=rho, lam=g.lam, boxes=state.layout.boxes, aspect=aspect, kl=g.kl)
 
 def _eps_and_maps(g:Guidance, state, z, layers):
-    "The noise prediction the update needs (ε_c, ε_u or the CFG ε) and the conditional branch's maps, from one UNet pass."
+    "The noise prediction the update needs (ε_c, ε_u or the CFG ε; none for backprop) and the conditional branch's maps, from one UNet pass."
+    if g.update == 'backprop': return None, {k: v[-1:] for k, v in attention_forward(state, z, layers).items()}  # stops after the last energy layer
     state.capture.clear()
-    if g.update == 'backprop' or g.score == 'cond': eps = predict_noise(state, z, cfg=False)
+    if g.score == 'cond': eps = predict_noise(state, z, cfg=False)
     elif g.score == 'cfg': eps = predict_noise(state, z)
     else:
         x = state.pipe.scheduler.scale_model_input(torch.cat([z, z]), state.t)
