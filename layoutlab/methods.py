@@ -271,14 +271,16 @@ class GradSAMFromReference:
     sigma:float=1.0 # Gaussian blur of the importance, latent cells
     dilate:int=1 # dilation radius of the masks, latent cells
     render_steps:int=20 # DDIM steps to render each phrase alone
+    importance:str='authors' # 'authors' (per latent element, the public code's) or 'scalar' (ours, one backward)
+    chunk:int=256 # 'authors': latent elements per batched vector-Jacobian product
     def __post_init__(self):
         check_fields(self, timesteps=(lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_int(0)[0](t) and t < 1000 for t in v), 'a non-empty list of integer timesteps in 0 .. 999'),
-                     sigma=_num(0), dilate=_int(0), render_steps=_int(1))
+                     sigma=_num(0), dilate=_int(0), render_steps=_int(1), importance=_one_of('authors', 'scalar'), chunk=_int(1))
     def for_layout(self, pipe, layout, steps, height, width, cfg):
         render = phrase_renderer(sample, pipe, steps=self.render_steps, cfg=cfg, height=height, width=width)
         ref = reference_image(layout, render, size=(height, width), seed=layout.seed or 0)
         return gradsam_manipulation(encode_image(pipe, ref, height, width), timesteps_to_apply=self.timesteps,
-                                    sigma=self.sigma, dilate=self.dilate)
+                                    sigma=self.sigma, dilate=self.dilate, importance=self.importance, chunk=self.chunk)
 
 # %% ../nbs/09_methods.ipynb #bcfecf85
 MODEL_DEFAULTS = {'shapes': {'cfg': 5.0, 'Guidance': {'step_scale': 1.0, 'r': 0.25}, 'LossGuidance': {'eta': 1.8}}}  # per model: 'cfg' and, per piece, calibrated parameters ({'Guidance': {...}, ...})

@@ -62,9 +62,10 @@ VARIABLES = {  # name -> (long_name, units); units None where the quantity has n
     'loss': ("iLGD's layout loss", '1'),
     'loss_object': ("iLGD's layout loss of each object", '1'),
     'grad_norm_loss': ("L2 norm of the gradient of iLGD's loss on the latent", '1'),
-    'gradsam_importance': ('Grad-SAM importance of each object, per latent cell', '1'),
-    'gradsam_mask': ('Grad-SAM mask of each object (1: manipulated)', '1'),
-    'gradsam_union': ('union of the Grad-SAM masks (1: manipulated)', '1'),
+    'gradsam_importance': ('Grad-SAM importance of each object, per latent element (channel, cell) or per cell', '1'),
+    'gradsam_mask': ('Grad-SAM mask of each object (1: kept, 0: taken from the reference)', '1'),
+    'gradsam_union': ('union of the Grad-SAM masks (1: kept, 0: taken from the reference)', '1'),
+    'gradsam_kept': ('share of the latent channels Grad-SAM kept at each cell', '1'),
     'gradsam_applied': ('whether Grad-SAM changed the latent at this step', None),
     'x0_pred': ('predicted clean latent x0 at the step', '1'),
 }

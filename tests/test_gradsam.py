@@ -107,3 +107,90 @@ def test_sdxl_runs():
     spy = Spy(gradsam_manipulation(torch.zeros(1, 4, 16, 16)))
     sample(p, LAY, steps=4, after_step=spy, progress=False)
     assert sum(int(c['values']['gradsam_applied']) for c in spy.calls) >= 1
+
+# --- the authors' importance (issue 10, item 4): per output latent element, on the pre-step input at the current timestep
+import layoutlab.gradsam as G
+
+def _forward(pipe, seed=0, layers='*attn2'):
+    cond = encode(pipe, LAY.prompt, 32, 32)
+    z = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(seed)).requires_grad_(True)
+    cap = capture_attention(pipe.unet, layers, grad=True)
+    return cond, z, cap
+
+def test_latent_importance_equals_a_loop_of_autograd_grad(pipe):
+    cond, z, cap = _forward(pipe)
+    tokens = LAY.token_indices(pipe.tokenizer)
+    with cap as cap:
+        eps = pipe.unet(z, 500, **cond.unet_kwargs(slice(1, 2))).sample
+        got = G.latent_importance(cap.maps, eps, tokens, chunk=100)       # 100 does not divide 1,024
+        maps = list(cap.maps.values())
+        for c, i, j in [(0, 0, 0), (1, 3, 12), (2, 15, 0), (3, 9, 9)]:
+            gs = torch.autograd.grad(eps[0, c, i, j], maps, retain_graph=True)
+            want = [sum(float((m[0].detach() * g[0].clamp(min=0))[..., t].sum()) for m, g in zip(maps, gs)) for t in tokens]
+            torch.testing.assert_close(got[:, c, i, j], torch.tensor(want), rtol=1e-4, atol=1e-7)
+    assert got.shape == (2, 4, 16, 16) and (got >= 0).all() and got.sum() > 0
+    assert not torch.allclose(got[:, 0], got[:, 1]) and not torch.allclose(got[0], got[1])   # per channel, per object
+
+def test_latent_importance_chunking_and_branch(pipe):
+    cond, z, cap = _forward(pipe, seed=1, layers='mid_block*attn2')     # one layer: a shorter backward
+    tokens = LAY.token_indices(pipe.tokenizer)
+    with cap as cap:
+        eps = pipe.unet(torch.cat([z, z]), 500, **cond.unet_kwargs()).sample       # [uncond, cond]
+        a = G.latent_importance(cap.maps, eps, tokens, chunk=1024)
+        b = G.latent_importance(cap.maps, eps, tokens, chunk=37)
+        u = G.latent_importance(cap.maps, eps, tokens, branch=0, chunk=1024)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, u)                                          # the conditional branch is read by default
+    assert G.latent_importance(cap.maps, eps, [], chunk=8).shape == (0, 4, 16, 16)
+    with pytest.raises(ValueError, match='chunk must be an integer >= 1'): G.latent_importance({}, eps, tokens, chunk=0)
+
+def test_channel_masks_per_channel():
+    imp = torch.zeros(2, 3, 8, 8)
+    imp[0, 0, :2, :2] = 1; imp[0, 1, 6:, 6:] = 1; imp[1, 2, 3:5, 3:5] = 1
+    masks, union = G.channel_masks(imp, sigma=0, dilate=0)                    # mean + 0.5 std per map
+    assert masks.shape == (2, 3, 8, 8) and union.shape == (3, 8, 8)
+    assert torch.equal(masks[0, 0], imp[0, 0].bool()) and torch.equal(masks[0, 1], imp[0, 1].bool())
+    assert not masks[0, 2].any() and torch.equal(union[2], imp[1, 2].bool())
+    grown, _ = G.channel_masks(imp, sigma=0, dilate=1)
+    assert grown[0, 0].sum() > masks[0, 0].sum() and (grown[0, 0] >= masks[0, 0]).all()
+    assert not G.channel_masks(torch.ones(1, 4, 8, 8))[1].any()
+
+def test_defaults_are_the_authors_and_bad_values_fail():
+    from layoutlab.methods import GradSAMFromReference
+    assert GradSAM(None).importance == 'authors' and GradSAMFromReference().importance == 'authors'
+    with pytest.raises(ValueError, match="GradSAM.importance must be 'authors' or 'scalar', got 'exact'"): GradSAM(None, importance='exact')
+    with pytest.raises(ValueError, match='GradSAM.chunk must be an integer >= 1'): GradSAM(None, chunk=0)
+    with pytest.raises(ValueError, match="GradSAMFromReference.importance must be 'authors' or 'scalar', got 'x'"): GradSAMFromReference(importance='x')
+    from layoutlab.bench import parse_param
+    assert parse_param('GradSAMFromReference.importance=authors,scalar') == ('GradSAMFromReference.importance', ['authors', 'scalar'])
+
+class UnetSpy:
+    "Records (step, input equals z_in, input equals the new latent, timestep) of every UNet call made inside the seam."
+    def __init__(self, gs): self.gs, self.calls, self.logged = gs, [], []
+    def __call__(self, state):
+        unet, fwd, z_in, new = state.pipe.unet, state.pipe.unet.forward, state.z_in.detach().clone(), state.latents.clone()
+        unet.forward = lambda x, t, **kw: self.calls.append((state.i, torch.equal(x, z_in), torch.equal(x, new), int(t))) or fwd(x, t, **kw)
+        try: out = self.gs(state)
+        finally: del unet.forward
+        self.logged.append((state.i, int(state.t), int(state.timesteps[state.i + 1]) if state.i + 1 < len(state.timesteps) else None,
+                            {k: v for k, v in state.values.items() if k.startswith('gradsam')}))
+        return out
+
+def test_authors_seam_reads_the_pre_step_input_at_the_current_timestep(pipe):
+    spy = UnetSpy(gradsam_manipulation(torch.full((1, 4, 16, 16), 3.0)))
+    sample(pipe, LAY, steps=6, after_step=spy, progress=False)               # schedule 831, 665, 499, 333, 167, 1
+    assert spy.calls == [(0, True, False, 831), (1, True, False, 665), (2, True, False, 499)]
+    for i, t, nxt, logged in spy.logged[:3]:
+        assert logged['gradsam_importance'][0] == ('object', 'channel', 'lat_y', 'lat_x')
+        assert logged['gradsam_mask'][1].shape == (2, 4, 16, 16)
+        union = logged['gradsam_union'][1].bool()
+        assert logged['gradsam_union'][0] == ('channel', 'lat_y', 'lat_x') and union.shape == (4, 16, 16)
+        assert (union != union[:1]).any()                                     # the channels' masks differ
+        torch.testing.assert_close(logged['gradsam_kept'][1], union.float().mean(0))
+
+def test_scalar_option_is_todays_reading(pipe):
+    spy = UnetSpy(gradsam_manipulation(torch.full((1, 4, 16, 16), 3.0), importance='scalar'))
+    sample(pipe, LAY, steps=6, after_step=spy, progress=False)
+    assert spy.calls == [(0, False, True, 665), (1, False, True, 499), (2, False, True, 333)]   # new latent, next timestep
+    dims = spy.logged[0][3]
+    assert dims['gradsam_importance'][0] == ('object', 'lat_y', 'lat_x') and dims['gradsam_union'][0] == ('lat_y', 'lat_x')
