@@ -42,8 +42,8 @@ def test_tokens_sum_and_heads_average():
     assert 'head' in rec['attention_8x8'].attention.dims
     a = plots.attention_map(rec, 0, 'mid', ['red circle', 6])
     one = [plots.attention_map(rec, 0, 'mid', t) for t in (2, 3, 6)]
-    np.testing.assert_allclose(a, sum(one), rtol=1e-5)
-    np.testing.assert_allclose(a, 3 / 77, rtol=1e-4)   # uniform softmax over 77 tokens, three tokens
+    np.testing.assert_allclose(a, sum(one), rtol=1e-3)   # recorded in float16 by default (relative error ≤ 5e-4)
+    np.testing.assert_allclose(a, 3 / 77, rtol=1e-3)   # uniform softmax over 77 tokens, three tokens
 
 def test_lazy_file_recording(tmp_path):
     rec = make(tmp_path/'r.nc')
