@@ -13,7 +13,7 @@ from .metrics import coco_ap, APResampler
 __all__ = ['ORDER', 'PAPER_AP50', 'TABLE_METHODS', 'CONTRASTS', 'LABELS', 'SPLIT', 'STUDY_METHODS', 'SECONDS', 'REGIME_FILES',
            'read_result', 'by_method', 'truths', 'ap_of', 'ablation_table', 'markdown_table', 'paired_intervals',
            'verdict', 'ordering_verdicts', 'split_table', 'split_figure', 'readings_table', 'study_commands',
-           'result_files', 'regime_report']
+           'result_files', 'regime_report', 'readme_tables']
 
 # %% ../nbs/20_ablation.ipynb #dc2a4a54
 def read_result(path # a bench/sweep summary `.json`, its `.jsonl` row stream, or its `.nc` Dataset
@@ -244,3 +244,22 @@ def regime_report(path, # a bench result of one regime
     ivs = paired_intervals(rows, n_resamples=n_resamples, seed=seed)
     return dict(table=ablation_table(rows), intervals=ivs, verdicts=ordering_verdicts(ivs, 'AP50') + ordering_verdicts(ivs, 'mean_iou'),
                 split=split_table(rows), rows=rows)
+
+# %% ../nbs/20_ablation.ipynb #499c58ca
+def readme_tables(reports:dict, # regime -> `regime_report` (without rows), e.g. read from `ablation_report_shapes.json`
+                  regimes=None # which regimes, in order (default: all in `reports`)
+                 )->str: # two markdown tables: results per method and regime, verdicts per claim and regime
+    "Mean IoU / AP50 per method × regime, and the paper's ordering claims per regime with their paired 95% intervals (AP50)."
+    regimes = list(regimes or reports)
+    tabs = {r: {x['method']: x for x in reports[r]['table']} for r in regimes}
+    methods = [m for m in TABLE_METHODS if any(m in t for t in tabs.values())]
+    cell = lambda x: f"{x['mean_iou']:.2f} / {x['AP50']:.1f}" if x else '–'
+    head = '| method | ' + ' | '.join(f'{r} (n={max(x["n"] for x in tabs[r].values())})' for r in regimes) + ' |'
+    lines = [head, '|' + '---|' * (len(regimes) + 1)]
+    lines += [f"| {LABELS[m]} | " + ' | '.join(cell(tabs[r].get(m)) for r in regimes) + ' |' for m in methods]
+    ver = {r: {v['claim']: v for v in reports[r]['verdicts'] if v['measure'] == 'AP50'} for r in regimes}
+    claims = list(dict.fromkeys(c for r in regimes for c in ver[r]))
+    vcell = lambda v: f"{v['verdict']}: {v['diff']:+.1f} [{v['lo']:+.1f}, {v['hi']:+.1f}]" if v else '–'
+    lines2 = ['| paper (AP50 on COCO) | ' + ' | '.join(regimes) + ' |', '|' + '---|' * (len(regimes) + 1)]
+    lines2 += [f"| {c} | " + ' | '.join(vcell(ver[r].get(c)) for r in regimes) + ' |' for c in claims]
+    return '\n'.join(lines) + '\n\n' + '\n'.join(lines2)

@@ -78,7 +78,7 @@ def counting_passes(unet # the UNet whose calls are counted
 FLOORS = {  # each method's floor, in UNet passes (what it cannot do without)
     'none': 'steps × one CFG forward, as pipe()',
     'layout_control': 'pipe() + per inner iteration one conditional forward to the last energy layer, + its backward when it updates',
-    'winwinlay': 'pipe() + per inner iteration one CFG forward (its Langevin update needs ε) + a backward from the energy layers',
+    'winwinlay': 'pipe() + per inner iteration one full forward (the Langevin update needs ε: the conditional pass alone for the default score ε_c, the CFG batch for ε_u or the CFG ε) + a backward from the energy layers',
     'ilgd': "pipe() + per guided step a backward from every attn2 layer through the step's own CFG pass (kept with grad)",
 }
 
@@ -147,7 +147,9 @@ def floor_seconds(method:str, # the method
     n1, n2, nb = counts['forward_1'], counts['forward_2'] - steps, counts['backward']
     if method == 'none': return pipe_s + n1 * unit['cond_forward'] + n2 * unit['cfg_forward']
     if method == 'ilgd': return pipe_s + nb * (unit['cfg_all_attn2_grad'] - unit['cfg_forward'])
-    if method == 'winwinlay': return pipe_s + n2 * unit['cfg_forward'] + nb * (unit['cfg_energy_grad'] - unit['cfg_forward'])
+    if method == 'winwinlay':
+        back = unit['cond_energy_grad_full'] - unit['cond_forward'] if n1 else unit['cfg_energy_grad'] - unit['cfg_forward']
+        return pipe_s + n1 * unit['cond_forward'] + n2 * unit['cfg_forward'] + nb * back
     return pipe_s + n1 * unit['cond_to_energy'] + nb * (unit['cond_energy_grad'] - unit['cond_to_energy'])
 
 # %% ../nbs/21_perf.ipynb #5cb8c6b8
