@@ -76,9 +76,9 @@ def markdown_table(recs:list, # dicts with the same keys
                    digits:int=3)->str:
     "A list of dicts as a markdown table."
     if not recs: return '(no rows)'
-    keys = list(recs[0])
-    fmt = lambda v: f'{v:.{digits}f}' if isinstance(v, float) else LABELS.get(v, str(v)) if isinstance(v, str) else str(v)
-    return '\n'.join(['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)] + ['| ' + ' | '.join(fmt(r[k]) for k in keys) + ' |' for r in recs])
+    keys = list(dict.fromkeys(k for r in recs for k in r))          # rows may lack a key (a split value AEF has not): left blank
+    fmt = lambda v: '' if v is None else f'{v:.{digits}f}' if isinstance(v, float) else LABELS.get(v, str(v)) if isinstance(v, str) else str(v)
+    return '\n'.join(['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)] + ['| ' + ' | '.join(fmt(r.get(k)) for k in keys) + ' |' for r in recs])
 
 # %% ../nbs/20_ablation.ipynb #4700dcf6
 def paired_intervals(rows:list, # bench rows of one regime

@@ -47,7 +47,7 @@ def theorem41_runs(pipe, # the pipeline
                   )->dict: # condition -> (recording, image)
     "The five conditions of the study on one layout, recording the guidance energy's layers."
     layers, out = guidance_layers(pipe.unet), {}
-    run = lambda method='none', **seams: sample(pipe, layout, method, steps=steps, cfg=cfg, recorder=Recorder(layers=layers), progress=False, **seams)
+    run = lambda method='none', **seams: sample(pipe, layout, method, steps=steps, cfg=cfg, recorder=Recorder(layers=layers, float16=False), progress=False, **seams)
     for name in CONDITIONS[:-1]:
         res = run(name); out[name] = (res.recording, res.image)
     res = run(before_step=RandomKick(kick_norms(out['aef_backprop'][0]), seed=layout.seed or 0))   # recorded as 'custom'
