@@ -179,6 +179,7 @@ def _objects(text:str)->object:
 
 def _run_on_dask(run, out:Path, **kw):
     "Run `run_benchmark` or `run_sweep`; bad input or a failed task ends in one line, Ctrl-C keeps the rows for a rerun."
+    quiet()   # before the bench imports the libraries: their import-time warnings would come before the one line
     try: run(out=out, log=typer.echo, **kw)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: finished rows are in {out.with_suffix('.jsonl')}; rerun the same command to resume", err=True)
