@@ -182,8 +182,9 @@ def layout_at(pipe, k:int, seed0:int=20_000_000, steps:int=50, regime:str='away'
     return lay, dict(row, layout=k)
 
 _STEP, _R = [0.1, 0.3, 1.0, 3.0, 10.0], [0.02, 0.06, 0.12, 0.25, 0.5, 1.0]  # published values (1.0, 0.06) and ShapesSD's (1.0, 0.25) inside
+_STEP_LOW = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]  # NAEF × backprop chose 0.1, the lower edge of _STEP: widened downwards
 CALIBRATION = {'layout_control': ('Guidance', 'step_scale', _STEP), 'aef_backprop': ('Guidance', 'step_scale', _STEP),
-               'naef_backprop': ('Guidance', 'step_scale', _STEP), 'aef_adaptive': ('Guidance', 'r', _R),
+               'naef_backprop': ('Guidance', 'step_scale', _STEP_LOW), 'aef_adaptive': ('Guidance', 'r', _R),
                'naef_adaptive': ('Guidance', 'r', _R), 'winwinlay': ('Guidance', 'r', _R),
                'ilgd': ('LossGuidance', 'eta', [0.03, 0.1, 0.32, 1.0, 3.2, 10.0, 32.0])}  # method -> (piece, parameter, grid): one sweep per method
 INHERITS = {'sali': 'layout_control', 'gradsam': 'layout_control', 'winwinlay': 'naef_adaptive', 'naef_adaptive': 'winwinlay'}  # same piece, same values
