@@ -10,15 +10,17 @@ import numpy as np
 from .metrics import coco_ap, APResampler
 
 # %% auto #0
-__all__ = ['ORDER', 'PAPER_AP50', 'TABLE_METHODS', 'CONTRASTS', 'LABELS', 'SPLIT', 'STUDY_METHODS', 'SECONDS', 'REGIME_FILES',
-           'read_result', 'by_method', 'truths', 'ap_of', 'ablation_table', 'markdown_table', 'paired_intervals',
-           'verdict', 'ordering_verdicts', 'split_table', 'split_figure', 'readings_table', 'study_commands',
-           'result_files', 'regime_report', 'readme_tables']
+__all__ = ['ORDER', 'PAPER_AP50', 'TABLE_METHODS', 'CONTRASTS', 'LABELS', 'SPLIT', 'PAPER_READING', 'STUDY_METHODS', 'SECONDS',
+           'REGIME_FILES', 'RERUNS', 'read_result', 'merge_rows', 'by_method', 'truths', 'ap_of', 'ablation_table',
+           'markdown_table', 'paired_intervals', 'verdict', 'ordering_verdicts', 'split_table', 'split_figure',
+           'readings_table', 'reading_name', 'readings_intervals', 'readings_summary', 'study_commands', 'result_files',
+           'regime_report', 'readme_tables']
 
 # %% ../nbs/20_ablation.ipynb #dc2a4a54
-def read_result(path # a bench/sweep summary `.json`, its `.jsonl` row stream, or its `.nc` Dataset
+def read_result(path # a bench/sweep summary `.json`, its `.jsonl` row stream, its `.nc` Dataset, or a list of them (see `merge_rows`)
                )->list: # the benchmark rows (method, layout, iou, recall, detections, split, params, layout_json when present)
     "The evaluated rows of a `layoutlab bench` or `layoutlab sweep` result."
+    if isinstance(path, (list, tuple)): return merge_rows(*[(read_result(p), p) for p in path])
     path = Path(path)
     if path.suffix == '.nc':
         import xarray as xr
@@ -28,6 +30,20 @@ def read_result(path # a bench/sweep summary `.json`, its `.jsonl` row stream, o
     if path.suffix == '.jsonl': rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip().startswith('{') and l.strip().endswith('}')]
     else: rows = json.loads(path.read_text())['rows']
     return [r for r in rows if not str(r.get('key', '')).startswith('calib-')]
+
+def merge_rows(*results # (rows, name) per result file on the same layouts, earliest first
+              )->list: # the rows, each method's from the last file that has it
+    "Rows of several bench results on the same layouts: a later file's methods replace the earlier's; their unguided rows must agree."
+    out, none = {}, {}
+    for rows, name in results:
+        mine = {(r['method'], r['layout']): r for r in rows}
+        for (m, k), r in mine.items():
+            if m == 'none' and k in none and abs(none[k] - r['iou']) > 1e-9:
+                raise ValueError(f"{name}: unguided layout {k} differs from the earlier file's (IoU {r['iou']:.4f} vs {none[k]:.4f}): not the same layouts")
+            if m == 'none': none.setdefault(k, r['iou'])
+        for m in {m for m, _ in mine} - {'none'}: out = {key: r for key, r in out.items() if key[0] != m}
+        out.update({key: r for key, r in mine.items() if key[0] != 'none' or key not in out})
+    return list(out.values())
 
 # %% ../nbs/20_ablation.ipynb #a9f4bd4d
 ORDER = ('naef_adaptive', 'naef_backprop', 'aef_adaptive', 'aef_backprop')  # the paper's ordering, best first
@@ -190,6 +206,51 @@ def readings_table(rows:list, # rows of a `layoutlab sweep` result (see `read_re
                         AP50=100 * ap['AP50'], AP=100 * ap['AP'], recall=float(np.mean([r['recall'] for r in rs.values()]))))
     return out
 
+PAPER_READING = {'Guidance.kl': 'unscaled', 'Guidance.lam': 1.0}  # the winwinlay preset's reading of ρ and λ
+
+def reading_name(method:str, params:dict)->str:
+    "A sweep row's method and grid point as one name, e.g. 'naef_adaptive kl=scaled lam=4'."
+    return ' '.join([method] + [f"{k.split('.')[-1]}={v:g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}" for k, v in params.items()])
+
+def readings_intervals(rows:list, # rows of a `layoutlab sweep` result, with its unguided rows
+                       others:list=(), # bench rows on the same layouts (same regime and seeds), e.g. its aef_adaptive
+                       base:dict=PAPER_READING, # the grid point every other is compared with
+                       against=('aef_adaptive',), # methods of `others` every grid point is compared with
+                       n_resamples:int=1000, seed:int=0)->list: # per comparison and measure: a, b, measure, n, diff, lo, hi, verdict
+    "Paired bootstrap intervals of each reading against the paper's and against other methods on the same layouts."
+    named = [dict(r, method=reading_name(r['method'], r['params'])) if r.get('params') else r for r in rows]
+    points = list(dict.fromkeys(r['method'] for r in named if r['method'] != 'none'))
+    bases = [p for p in points if p.split(' ', 1)[1:] == [reading_name('', base).strip()]]
+    keep = [r for r in others if r['method'] in against or r['method'] == 'none']
+    merged = merge_rows((named, 'the sweep'), (keep, 'the bench rows'))
+    pairs = [(p, b) for b in bases for p in points if p != b] + [(p, m) for m in against for p in points]
+    out = paired_intervals(merged, contrasts=pairs, n_resamples=n_resamples, seed=seed)
+    return [dict(iv, verdict=verdict(iv)) for iv in out]
+
+def readings_summary(readings:dict, # regime -> dict(table=`readings_table`, intervals=`readings_intervals`), e.g. `readings_report_shapes.json`
+                     measure:str='mean_iou', # 'mean_iou' or 'AP50'
+                     against:str='aef_adaptive' # the method each reading's paired difference is taken to
+                    )->str: # markdown: one row per reading, one column per regime
+    "Per reading of ρ and regime: the measure, and its paired difference to AEF+Ada on the same layouts with the 95% interval."
+    regimes, cells, order = list(readings), {}, {}
+    for r in regimes:
+        ivs = {i['a']: i for i in readings[r]['intervals'] if i['b'] == against and i['measure'] == measure}
+        for t in readings[r]['table']:
+            if t['method'] == 'none': continue
+            name = reading_name(t['method'], {k: v for k, v in t.items() if k.startswith('Guidance.')})
+            iv, f = ivs.get(name), (lambda v: f'{v:+.2f}') if measure == 'mean_iou' else (lambda v: f'{v:+.1f}')
+            val = f"{t[measure]:.2f}" if measure == 'mean_iou' else f"{t[measure]:.1f}"
+            cells.setdefault(name, {})[r] = val + (f" ({f(iv['diff'])} [{f(iv['lo'])}, {f(iv['hi'])}])" if iv else '')
+            order.setdefault(name, tuple(str(t.get(k, '')) if k != 'Guidance.kl' else ('unscaled', 'scaled', 'mass').index(t[k]) if t.get(k) in ('unscaled', 'scaled', 'mass') else 9
+                                         for k in sorted(t) if k.startswith('Guidance.')))
+    base = reading_name('naef_adaptive', PAPER_READING)
+    head = f"| NAEF+Ada, reading of ρ | " + ' | '.join(f"{r} (n={readings[r]['table'][0]['n']})" for r in regimes) + ' |'
+    lines = [head, '|---|' + '---|' * len(regimes)]
+    for name, row in sorted(cells.items(), key=lambda kv: order[kv[0]]):
+        label = name.split(' ', 1)[1].replace('lam=', 'λ=') + (' (paper)' if name == base else '')
+        lines.append(f"| {label} | " + ' | '.join(row.get(r, '') for r in regimes) + ' |')
+    return '\n'.join(lines)
+
 # %% ../nbs/20_ablation.ipynb #d2b17734
 STUDY_METHODS = ('aef_backprop', 'naef_backprop', 'aef_adaptive', 'naef_adaptive', 'layout_control', 'ilgd')
 SECONDS = {'none': 1.0, 'ilgd': 1.5}  # per image at 50 steps on one CPU thread; others 2.5
@@ -218,25 +279,28 @@ def study_commands(out='nbs/images', # folder of the result files
         cmds.append(dict(what=f'ablation, regime {r}', runs=sum(bench(n).values()), cpu_minutes=_cost(bench(n), steps),
                          argv=['layoutlab', 'bench', '--regime', r, '--n', str(n), '--calibration', calib, '--methods', ms,
                                '--out', str(out/f'ablation_{r}_shapes.json'), *common]))
-    cmds.append(dict(what='ablation, 3–4 objects, regime random', runs=sum(bench(n_objects).values()), cpu_minutes=_cost(bench(n_objects), steps),
-                     argv=['layoutlab', 'bench', '--regime', 'random', '--n', str(n_objects), '--objects', '3,4', '--calibration', calib, '--methods', ms,
+    four = {'none': n_objects, **{m: n_objects for m in ORDER}}       # the 3–4-object set runs the four ablation methods
+    cmds.append(dict(what='ablation, 3–4 objects, regime random', runs=sum(four.values()), cpu_minutes=_cost(four, steps),
+                     argv=['layoutlab', 'bench', '--regime', 'random', '--n', str(n_objects), '--objects', '3,4', '--calibration', calib,
+                           '--methods', ','.join(TABLE_METHODS[1:5]),
                            '--out', str(out/'ablation_random34_shapes.json'), *common]))
     grid = {'none': n_readings, 'naef_adaptive': n_readings * 3 * 2}
     for r in regimes:
-        cmds.append(dict(what=f'readings of ρ (kl × λ) for NAEF+Ada, regime {r} (needs Guidance.kl, added at merge)', runs=sum(grid.values()), cpu_minutes=_cost(grid, steps),
+        cmds.append(dict(what=f'readings of ρ (kl × λ) for NAEF+Ada, regime {r}', runs=sum(grid.values()), cpu_minutes=_cost(grid, steps),
                          argv=['layoutlab', 'sweep', '--methods', 'naef_adaptive', '--param', 'Guidance.kl=unscaled,scaled,mass', '--param', 'Guidance.lam=1,4',
                                '--regime', r, '--n', str(n_readings), '--calibration', calib, '--out', str(out/f'readings_{r}_shapes.json'), *common]))
     return cmds
 
 # %% ../nbs/20_ablation.ipynb #af2d7a1d
 REGIME_FILES = ('away', 'near', 'random', 'random34')  # ablation_{name}_shapes.json in the images folder
+RERUNS = ('nbp',)  # ablation_{name}_{rerun}_shapes.json: methods rerun on the same layouts with a later calibration, replacing the first file's rows
 
 def result_files(folder='images')->dict:
-    "The ablation result files present: regime name -> path."
-    ps = {r: Path(folder)/f'ablation_{r}_shapes.json' for r in REGIME_FILES}
-    return {r: p for r, p in ps.items() if p.exists()}
+    "The ablation result files present: regime name -> [its file, then its reruns]."
+    ps = {r: [Path(folder)/f'ablation_{r}_shapes.json'] + [Path(folder)/f'ablation_{r}_{x}_shapes.json' for x in RERUNS] for r in REGIME_FILES}
+    return {r: [p for p in fs if p.exists()] for r, fs in ps.items() if fs[0].exists()}
 
-def regime_report(path, # a bench result of one regime
+def regime_report(path, # a bench result of one regime, or its list of files (see `result_files`)
                   n_resamples:int=1000, # bootstrap resamples
                   seed:int=0)->dict: # table, intervals, verdicts (AP50 and mean IoU), split
     "Everything this notebook shows for one regime's result file."

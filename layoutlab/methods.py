@@ -90,6 +90,12 @@ def _aef_grad(g:Guidance, E:dict, z:torch.Tensor):
     if g.energy == 'aef': return None
     return torch.autograd.grad(E['aef'].mean(-1).sum(), z, retain_graph=True)[0]
 
+def _log_split(add, g_aef, g_kl):
+    "Log the norms of NAEF's two gradient parts and their cosine."
+    na, nk = g_aef.norm(), g_kl.norm()
+    add('grad_norm_aef', na); add('grad_norm_kl', nk)
+    add('grad_cos_aef_kl', (g_aef * g_kl).sum() / (na * nk) if na > 0 and nk > 0 else math.nan)
+
 def _phrase_attention(maps, tokens, hw):
     "Phrase attention (objects, h, w) averaged over layers, heads and phrase tokens, at the finest energy grid."
     out = []
@@ -116,6 +122,7 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
     logs, stop = {}, 'iterations'
     add = lambda k, v: logs.setdefault(k, []).append(v.detach().float().cpu() if torch.is_tensor(v) else torch.tensor(float(v)))
     for it in range(n):
+        if it == self.max_iterations and not state.recording: break  # the energy after the last update would only be logged
         z = z.detach().requires_grad_(True)
         with torch.enable_grad():
             eps, maps = _eps_and_maps(self, state, z, layers)
@@ -131,14 +138,11 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
             stop = rule
             if rule == 'energy' and self.stop_rule == 'for_good': state.memory[id(self)] = 'done'
             break
-        g_aef = _aef_grad(self, E, z)
+        g_aef = _aef_grad(self, E, z) if state.recording else None  # the split is for the recording: one backward more under NAEF
         grad, = torch.autograd.grad(E['total'], z)
         if g_aef is None: g_aef = grad
-        g_kl = grad - g_aef                                          # ∇(ρ·KL): zero for AEF
         add('grad_norm', grad.norm()); add('grad_map', grad_norm_map(grad)[0])
-        na, nk = g_aef.norm(), g_kl.norm()
-        add('grad_norm_aef', na); add('grad_norm_kl', nk)
-        add('grad_cos_aef_kl', (g_aef * g_kl).sum() / (na * nk) if na > 0 and nk > 0 else math.nan)
+        if state.recording: _log_split(add, g_aef, grad - g_aef)     # ∇AEF and ∇(ρ·KL) (zero for AEF)
         z_prev = z.detach()
         if self.update == 'backprop':
             s = self.step_scale * layout_control_step_size(scale=self.scale, alpha_bar_t=abar)
@@ -146,7 +150,8 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
         else:
             z, info = langevin_step(z.detach(), eps.detach(), grad, abar, r=self.r, generator=state.generator, xi_norm=self.xi_norm)
             for k in ('nu', 'xi', 'score_norm'): add(k, info[k][0])
-        add('update_norm', (z - z_prev).norm()); add('aef_first_order', (g_aef * (z - z_prev)).sum())
+        add('update_norm', (z - z_prev).norm())
+        if state.recording: add('aef_first_order', (g_aef * (z - z_prev)).sum())
     dims = {'energy_object': ('object',), 'inside': ('object',), 'energy_aef': ('object',), 'energy_kl': ('object',),
             'grad_map': ('lat_y', 'lat_x'), 'guidance_attention': ('object', 'att_y', 'att_x')}
     for k, vs in logs.items():

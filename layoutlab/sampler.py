@@ -69,6 +69,7 @@ class State:
     capture:object=None # the `AttentionCapture` of the run: `capture.maps` after any UNet call
     z_in:torch.Tensor=None # the latent the step's CFG pass ran on, with grad when a seam asked for it
     memory:dict=field(default_factory=dict) # what a piece keeps between steps of one run, keyed by the piece (`id(piece)`)
+    recording:bool=True # a recorder takes what pieces log: False lets a piece skip work whose only use is the recording
     def log(self, name, value, dims=()):
         "Hand a named value (number, tensor, with its dims) to the recorder for this step."
         self.values[name] = (tuple(dims), value)
@@ -311,7 +312,7 @@ def run_one(pipe, # the run's own pipeline (`run_pipeline`)
     generator = torch.Generator(pipe.unet.device).manual_seed(seed)
     cond = encode(pipe, layout.prompt, height, width, negative_prompt)
     shape = (1, pipe.unet.config.in_channels, height // vsf, width // vsf)
-    state = State(pipe, layout, tokens, cond, cfg, list(sched.timesteps), generator=generator)
+    state = State(pipe, layout, tokens, cond, cfg, list(sched.timesteps), generator=generator, recording=recorder is not None)
     state.latents = (init or gaussian_init)(pipe, shape, generator)
     rec_layers = select_layers(pipe.unet, recorder.layers) if recorder is not None and recorder.layers else []
     if recorder is not None:

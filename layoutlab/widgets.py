@@ -277,9 +277,9 @@ def _show_params(self:LayoutEditor):
     self.params.children = rows
 
 @patch
-def options(self:LayoutEditor)->dict: # {piece class: {parameter: value}} as the fields hold them
-    "The method's parameters as set in the fields, for `methods.preset` (an empty field is `None`)."
-    out = {}
+def options(self:LayoutEditor)->dict: # {piece class: {parameter: value}}: `method_options`, with the fields' values over them
+    "The method's parameters as set in the fields, for `methods.preset` (an empty field is `None`); options without a field (e.g. `stop_rule`) pass through."
+    out = {piece: dict(vals) for piece, vals in self.method_options.items()}
     for (piece, k), w in self._fields.items():
         v = w.value
         if isinstance(w, W.Text):
