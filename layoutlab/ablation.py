@@ -41,7 +41,8 @@ def merge_rows(*results # (rows, name) per result file on the same layouts, earl
             if m == 'none' and k in none and abs(none[k] - r['iou']) > 1e-9:
                 raise ValueError(f"{name}: unguided layout {k} differs from the earlier file's (IoU {r['iou']:.4f} vs {none[k]:.4f}): not the same layouts")
             if m == 'none': none.setdefault(k, r['iou'])
-        for m in {m for m, _ in mine} - {'none'}: out = {key: r for key, r in out.items() if key[0] != m}
+        methods = {m for m, _ in mine} - {'none'}
+        out = {key: r for key, r in out.items() if key[0] not in methods}
         out.update({key: r for key, r in mine.items() if key[0] != 'none' or key not in out})
     return list(out.values())
 
@@ -220,7 +221,7 @@ def readings_intervals(rows:list, # rows of a `layoutlab sweep` result, with its
     "Paired bootstrap intervals of each reading against the paper's and against other methods on the same layouts."
     named = [dict(r, method=reading_name(r['method'], r['params'])) if r.get('params') else r for r in rows]
     points = list(dict.fromkeys(r['method'] for r in named if r['method'] != 'none'))
-    bases = [p for p in points if p.split(' ', 1)[1:] == [reading_name('', base).strip()]]
+    bases = [b for b in dict.fromkeys(reading_name(r['method'], base) for r in rows if r.get('params')) if b in points]
     keep = [r for r in others if r['method'] in against or r['method'] == 'none']
     merged = merge_rows((named, 'the sweep'), (keep, 'the bench rows'))
     pairs = [(p, b) for b in bases for p in points if p != b] + [(p, m) for m in against for p in points]
@@ -232,6 +233,7 @@ def readings_summary(readings:dict, # regime -> dict(table=`readings_table`, int
                      against:str='aef_adaptive' # the method each reading's paired difference is taken to
                     )->str: # markdown: one row per reading, one column per regime
     "Per reading of ρ and regime: the measure, and its paired difference to AEF+Ada on the same layouts with the 95% interval."
+    from layoutlab.energy import KL_READINGS
     regimes, cells, order = list(readings), {}, {}
     for r in regimes:
         ivs = {i['a']: i for i in readings[r]['intervals'] if i['b'] == against and i['measure'] == measure}
@@ -241,8 +243,7 @@ def readings_summary(readings:dict, # regime -> dict(table=`readings_table`, int
             iv, f = ivs.get(name), (lambda v: f'{v:+.2f}') if measure == 'mean_iou' else (lambda v: f'{v:+.1f}')
             val = f"{t[measure]:.2f}" if measure == 'mean_iou' else f"{t[measure]:.1f}"
             cells.setdefault(name, {})[r] = val + (f" ({f(iv['diff'])} [{f(iv['lo'])}, {f(iv['hi'])}])" if iv else '')
-            order.setdefault(name, tuple(str(t.get(k, '')) if k != 'Guidance.kl' else ('unscaled', 'scaled', 'mass').index(t[k]) if t.get(k) in ('unscaled', 'scaled', 'mass') else 9
-                                         for k in sorted(t) if k.startswith('Guidance.')))
+            order[name] = (list(KL_READINGS).index(t['Guidance.kl']) if t.get('Guidance.kl') in KL_READINGS else len(KL_READINGS), t.get('Guidance.lam') or 0)
     base = reading_name('naef_adaptive', PAPER_READING)
     head = f"| NAEF+Ada, reading of ρ | " + ' | '.join(f"{r} (n={readings[r]['table'][0]['n']})" for r in regimes) + ' |'
     lines = [head, '|---|' + '---|' * len(regimes)]

@@ -120,9 +120,10 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
     from layoutlab.attention import grid_size
     hw = lambda q: grid_size(q, z.shape[-1] / z.shape[-2])
     logs, stop = {}, 'iterations'
-    add = lambda k, v: logs.setdefault(k, []).append(v.detach().float().cpu() if torch.is_tensor(v) else torch.tensor(float(v)))
+    rec = state.recording   # without a recorder nothing is logged (no copy to the CPU per value) and what only a recording uses is skipped
+    add = (lambda k, v: logs.setdefault(k, []).append(v.detach().float().cpu() if torch.is_tensor(v) else torch.tensor(float(v)))) if rec else (lambda k, v: None)
     for it in range(n):
-        if it == self.max_iterations and not state.recording: break  # the energy after the last update would only be logged
+        if it == self.max_iterations and not rec: break  # the energy after the last update would only be logged
         z = z.detach().requires_grad_(True)
         with torch.enable_grad():
             eps, maps = _eps_and_maps(self, state, z, layers)
@@ -131,18 +132,17 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
         add('energy', e); add('energy_object', E['per_object'][0]); add('inside', E['inside'][0])
         add('energy_aef', E['aef'][0])
         if 'kl' in E: add('energy_kl', E['kl'][0])
-        add('guidance_attention', _phrase_attention(maps, state.tokens, hw))
+        if rec: add('guidance_attention', _phrase_attention(maps, state.tokens, hw))
         add('latent_rms', z.detach().norm() / math.sqrt(z.numel()))
         rule = layout_control_stop(0, it, e, self.threshold if self.threshold is not None else -math.inf, self.max_iterations, 1)
         if rule:
             stop = rule
             if rule == 'energy' and self.stop_rule == 'for_good': state.memory[id(self)] = 'done'
             break
-        g_aef = _aef_grad(self, E, z) if state.recording else None  # the split is for the recording: one backward more under NAEF
+        g_aef = _aef_grad(self, E, z) if rec else None  # the split is for the recording: one backward more under NAEF
         grad, = torch.autograd.grad(E['total'], z)
         if g_aef is None: g_aef = grad
-        add('grad_norm', grad.norm()); add('grad_map', grad_norm_map(grad)[0])
-        if state.recording: _log_split(add, g_aef, grad - g_aef)     # ∇AEF and ∇(ρ·KL) (zero for AEF)
+        if rec: add('grad_norm', grad.norm()); add('grad_map', grad_norm_map(grad)[0]); _log_split(add, g_aef, grad - g_aef)  # ∇AEF, ∇(ρ·KL) (zero for AEF)
         z_prev = z.detach()
         if self.update == 'backprop':
             s = self.step_scale * layout_control_step_size(scale=self.scale, alpha_bar_t=abar)
@@ -150,8 +150,7 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
         else:
             z, info = langevin_step(z.detach(), eps.detach(), grad, abar, r=self.r, generator=state.generator, xi_norm=self.xi_norm)
             for k in ('nu', 'xi', 'score_norm'): add(k, info[k][0])
-        add('update_norm', (z - z_prev).norm())
-        if state.recording: add('aef_first_order', (g_aef * (z - z_prev)).sum())
+        if rec: add('update_norm', (z - z_prev).norm()); add('aef_first_order', (g_aef * (z - z_prev)).sum())
     dims = {'energy_object': ('object',), 'inside': ('object',), 'energy_aef': ('object',), 'energy_kl': ('object',),
             'grad_map': ('lat_y', 'lat_x'), 'guidance_attention': ('object', 'att_y', 'att_x')}
     for k, vs in logs.items():
