@@ -30,4 +30,18 @@ def test_top_level_is_what_the_user_asked_for():
     tracked = subprocess.run(['git', 'ls-files'], cwd=ROOT, capture_output=True, text=True).stdout.split()
     if not tracked: return  # not a git checkout (e.g. an sdist): nothing to check
     top = {p.split('/')[0] for p in tracked}
-    assert top <= {'nbs', 'layoutlab', 'tests', 'settings.ini', 'setup.py', 'README.md', '.ci', 'LICENSE', '.gitignore'}, top
+    assert top <= {'nbs', 'layoutlab', 'tests', 'settings.ini', 'setup.py', 'README.md', '.ci', '.github', 'LICENSE', '.gitignore'}, top
+
+def test_ci_and_workflows_run_the_readme_commands():
+    "`.ci/run` and the GitHub workflows call the README's install and test commands, not commands of their own."
+    import yaml
+    readme = (ROOT/'README.md').read_text()
+    install, test = [l for l in readme.split('```sh\n', 1)[1].split('```', 1)[0].splitlines() if l.strip()][:2]
+    ci = (ROOT/'.ci'/'run').read_text()
+    assert install in ci and test in ci, "README's install and test commands must be .ci/run's"
+    assert 'total' in ci or 'in all' in ci                                             # CI prints its total time
+    steps = lambda f: [s.get('run', '') for j in yaml.safe_load((ROOT/'.github'/'workflows'/f).read_text())['jobs'].values()
+                       for s in j.get('steps', [])]
+    assert 'bash .ci/run' in steps('test.yml')
+    docs = steps('docs.yml')
+    assert install in docs and any('build_docs' in s for s in docs) and 'build_docs' in readme
