@@ -88,3 +88,38 @@ def test_site_in_a_browser(site):
                 (ROOT/'test-artifacts').mkdir(exist_ok=True); (ROOT/'test-artifacts'/name).write_bytes(shot)
                 if os.environ.get('LAYOUTLAB_DOC_SHOTS') == '1': (NBS/'images'/name).write_bytes(shot)
         finally: browser.close()
+
+# JavaScript run in each page: rendered formulas, raw TeX left in the text, and images drawn out of their aspect ratio
+_PAGE_FACTS = r"""() => {
+  const imgs = [...document.querySelectorAll('.bd-article img')].filter(i => i.complete && i.naturalWidth && i.clientWidth);
+  const bad = imgs.filter(i => Math.abs((i.clientWidth / i.clientHeight) / (i.naturalWidth / i.naturalHeight) - 1) > 0.02)
+                  .map(i => [i.getAttribute('src'), i.clientWidth, i.clientHeight, i.naturalWidth, i.naturalHeight]);
+  const text = document.querySelector('.bd-article').innerText;
+  return {maths: document.querySelectorAll('mjx-container').length, raw_tex: (text.match(/\\\(|\\\[/g) || []).length,
+          images: imgs.length, squashed: bad};
+}"""
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")
+def test_maths_and_figures_render_offline(site):
+    "With every request but the site's own files refused, formulas render (MathJax from the site) and figures keep their aspect ratio."
+    from playwright.sync_api import sync_playwright
+    refused = []
+    def only_local(route):
+        if route.request.url.startswith('file://'): route.continue_()
+        else: refused.append(route.request.url); route.abort()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=['--no-sandbox', '--disable-gpu', '--disable-background-networking'])
+        try:
+            page = browser.new_page(viewport={'width': 1280, 'height': 860})
+            page.route('**/*', only_local)
+            facts = {}
+            for name in ('theory', 'energy', 'update', 'index', 'theorem41_real', 'ablation'):
+                page.goto((site/f'{name}.html').as_uri()); page.wait_for_load_state('load')
+                if name in ('theory', 'energy', 'update'):
+                    page.wait_for_function("() => document.querySelectorAll('mjx-container').length > 0", timeout=30_000)
+                facts[name] = page.evaluate(_PAGE_FACTS)
+        finally: browser.close()
+    for name in ('theory', 'energy', 'update'):
+        assert facts[name]['maths'] > 0 and facts[name]['raw_tex'] == 0, (name, facts[name])
+    assert sum(f['images'] for f in facts.values()) >= 3, facts
+    assert not [f['squashed'] for f in facts.values() if f['squashed']], facts
