@@ -305,14 +305,18 @@ def perf(model:str=typer.Option("shapes", help="shapes (ShapesSD), sd15 or sdxl 
     typer.echo(perf_table(r))
 
 # %% ../nbs/16_cli.ipynb #f33430e0
-import json as _json
+import json as _json, re as _re
+def _from_root(md:str)->str:
+    "Links of the index notebook (relative to `nbs/`: images, other notebooks) made relative to the root, where README sits."
+    return _re.sub(r'\]\((?!\w+:|#|/)([^)\s]+)\)', r'](nbs/\1)', md)
+
 def readme_text(nb:Path=Path('nbs/index.ipynb') # the index notebook
                )->str: # README markdown
-    "README markdown made from the index notebook's cells (hidden cells left out, image paths made relative to the root)."
+    "README markdown made from the index notebook's cells (hidden cells left out, links made relative to the root)."
     parts = []
     for c in _json.loads(Path(nb).read_text())['cells']:
         src = ''.join(c['source']).strip('\n')
-        if c['cell_type'] == 'markdown': parts.append(src.replace('](images/', '](nbs/images/'))  # README sits one level up
+        if c['cell_type'] == 'markdown': parts.append(_from_root(src))
         elif c['cell_type'] == 'code' and not src.startswith('#| hide'):
             code = '\n'.join(l for l in src.splitlines() if not l.startswith('#|')).strip('\n')
             if code: parts.append(f"```python\n{code}\n```")

@@ -15,9 +15,9 @@ from nbdev.process import extract_directives
 from nbdev.doclinks import _nbpath2html
 
 # %% auto #0
-__all__ = ['SITE_CSS', 'page_name', 'doc_notebooks', 'execute_nb', 'draws_figures', 'executed_nb', 'only_asserts', 'drop_asserts',
-           'api_entry', 'page_cells', 'link_names', 'sphinx_conf', 'config_root', 'DocsError', 'api_entries',
-           'build_docs']
+__all__ = ['SECTIONS', 'SITE_CSS', 'page_name', 'doc_notebooks', 'execute_nb', 'draws_figures', 'executed_nb', 'only_asserts',
+           'drop_asserts', 'api_entry', 'page_cells', 'link_names', 'sections', 'toc_markdown', 'link_pages',
+           'sphinx_conf', 'config_root', 'DocsError', 'api_entries', 'build_docs']
 
 # %% ../nbs/18_docs.ipynb #4e06df03
 def page_name(nb # a notebook path
@@ -288,6 +288,46 @@ def link_names(md:str, # markdown text
     parts = _FENCE.split(md)
     return ''.join(p if i % 2 else _TICK.sub(sub, p) for i, p in enumerate(parts))
 
+# %% ../nbs/18_docs.ipynb #d360768f
+SECTIONS = (('Get started', ('index', 'tutorial')),
+            ('Methods', ('methods', 'energy', 'update', 'latent_init', 'gradsam')),
+            ('Recording and browsing', ('record', 'plots', 'widgets', 'cli')),
+            ('Theory', ('theory', 'theorem41_real')),
+            ('Studies', ('ablation', 'bench', 'perf', 'shapes', 'train_shapes', 'metrics')),
+            ('Reference', ()))   # every page not named above
+
+def sections(names:list # the site's page names (e.g. `tutorial`), in file order
+            )->list: # (caption, page names) in reading order, empty sections left out
+    "The sidebar's sections: each page where `SECTIONS` puts it, the rest in the last one, in file order."
+    named = {n for _, ns in SECTIONS for n in ns}
+    out = [(cap, [n for n in ns if n in names]) for cap, ns in SECTIONS[:-1]]
+    out.append((SECTIONS[-1][0], [n for n in names if n not in named]))
+    return [(cap, ns) for cap, ns in out if ns]
+
+def toc_markdown(names:list # the site's page names, in file order
+                )->str: # the home page's hidden toctrees, one per section
+    "One hidden toctree per section (the home page itself is not listed)."
+    listed = [(cap, [n for n in ns if n != 'index']) for cap, ns in sections(names)]
+    return '\n\n'.join(f"```{{toctree}}\n:hidden:\n:maxdepth: 1\n:caption: {cap}\n\n" + '\n'.join(ns) + "\n```"
+                         for cap, ns in listed if ns)
+
+_NBNAME = re.compile(r'(?<![\[`\w/])`(\d\d[a-z]?_\w+)`(?![`\]])')
+_NBLINK = re.compile(r'\[([^\]]*)\]\((?:\.?/?nbs/)?(\d\d[a-z]?_\w+)\.ipynb(#[^)]*)?\)')
+
+def link_pages(md:str, # markdown text
+               names:set, # the site's page names
+               left_out:set=frozenset() # pages of notebooks that this build leaves out: links to them become plain text
+              )->str: # the text with notebook names and notebook links pointing at their pages
+    "`` `17_tutorial` `` and `[...](17_tutorial.ipynb)` (or `nbs/17_tutorial.ipynb`) become links to the tutorial's page."
+    page = lambda nb: Path(page_name(nb + '.ipynb')).stem
+    def name(m): return f"[`{m.group(1)}`]({page(m.group(1))}.ipynb)" if page(m.group(1)) in names else m.group(0)
+    def link(m):
+        text, nb, anchor = m.groups()
+        if page(nb) in names: return f"[{text}]({page(nb)}.ipynb{anchor or ''})"
+        return text if page(nb) in left_out else m.group(0)   # any other target stays, and Sphinx reports it
+    parts = _FENCE.split(md)
+    return ''.join(p if i % 2 else _NBLINK.sub(link, _NBNAME.sub(name, p)) for i, p in enumerate(parts))
+
 # %% ../nbs/18_docs.ipynb #a8b0878f
 def sphinx_conf(title:str, # the site's title
                 repo_url:str='', # the repository, for the source button
@@ -379,10 +419,11 @@ def build_docs(nbs='nbs', # the notebooks folder
             pages.append((p, Path(page_name(p)).stem, cells, nb.get('metadata', {})))
             index.update(api)
         names = [n for _, n, _, _ in pages]
-        toc = '```{toctree}\n:hidden:\n:maxdepth: 1\n\n' + '\n'.join(n for n in names if n != 'index') + '\n```'
+        toc = toc_markdown(names)
+        left_out = {Path(page_name(p)).stem for p in doc_notebooks(nbs)} - set(names)
         for p, name, cells, meta in pages:
             for c in cells:
-                if c['cell_type'] == 'markdown': c['source'] = link_names(c['source'], index)
+                if c['cell_type'] == 'markdown': c['source'] = link_pages(link_names(c['source'], index), set(names), left_out)
             if name == 'index':
                 cells.append(dict(cell_type='markdown', metadata={}, source=toc))
             for i, c in enumerate(cells): c['id'] = f'c{i}'
