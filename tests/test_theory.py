@@ -117,3 +117,14 @@ def test_report_refuses_unguided(tmp_path):
     plain = synthetic_recording()
     plain = xr.DataTree.from_dict({'/': plain.to_dataset().drop_vars('guidance_attention'), 'attention_8x8': plain['attention_8x8'].to_dataset()})
     with pytest.raises(ValueError, match='holds no guidance'): theorem41_report(plain)
+
+def test_study_records_float32(monkeypatch):
+    "The 15a study's recordings keep attention in float32: float16 moves the in-box statistics it reports."
+    import layoutlab.study as study
+    seen = []
+    class Stop(Exception): pass
+    def fake_sample(pipe, layout, method='none', recorder=None, **kw): seen.append((method, recorder)); raise Stop
+    monkeypatch.setattr(study, 'sample', fake_sample)
+    monkeypatch.setattr(study, 'guidance_layers', lambda unet: ['mid_block.attentions.0.transformer_blocks.0.attn2'])
+    with pytest.raises(Stop): study.theorem41_runs(type("Pipe", (), {"unet": None})(), None)
+    assert seen and seen[0][1] is not None and seen[0][1].float16 is False
