@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
+import layoutlab
 from .layout import Layout
 from .record import Recorder
 from .sampler import sample
@@ -19,8 +20,9 @@ from .shapes import scene, detect
 from .metrics import match, box_iou
 
 # %% auto #0
-__all__ = ['REGIMES', 'CONDITIONS', 'SUMMARY', 'regime_layouts', 'theorem41_runs', 'run_summary', 'inbox_maps_figure',
-           'theorem41_study', 'bootstrap_ci', 'study_table', 'paired_differences', 'differences_table', 'study_figure']
+__all__ = ['REGIMES', 'CONDITIONS', 'NAEF_CALIBRATION', 'SUMMARY', 'regime_layouts', 'study_overrides', 'theorem41_runs',
+           'run_summary', 'inbox_maps_figure', 'theorem41_study', 'bootstrap_ci', 'study_table', 'paired_differences',
+           'differences_table', 'study_figure']
 
 # %% ../nbs/15a_theorem41_real.ipynb #80a5824f
 REGIMES = ('away', 'random', 'scene')
@@ -39,17 +41,37 @@ def regime_layouts(pipe, # the pipeline (its unguided placements define the benc
 
 # %% ../nbs/15a_theorem41_real.ipynb #12e11367
 CONDITIONS = ('none', 'aef_backprop', 'naef_backprop', 'winwinlay', 'kick')
+NAEF_CALIBRATION = Path(layoutlab.__file__).parents[1]/'nbs'/'images'/'ablation_calib_nbp_shapes.json'   # NAEF × backprop's step (20_ablation)
+
+def study_overrides(calibration=NAEF_CALIBRATION # a `layoutlab calibrate` file (or its dict); None: the presets, as the published rows
+                   )->dict: # condition -> {piece: {param: value}} for `sample`
+    "Per-condition parameters of the study's runs: a calibration's values for the methods it names; WinWinLay's CFG score."
+    from layoutlab.bench import read_calibration
+    cal = read_calibration(calibration)['calibration'] if calibration is not None else {}
+    out = {c: {piece: dict(v) for piece, v in cal.get(c, {}).items()} for c in CONDITIONS[1:-1]}
+    out['winwinlay'].setdefault('Guidance', {}).setdefault('score', 'cfg')   # the CFG score the published rows were made with (the preset now reads ε_c, 09_methods)
+    return {c: v for c, v in out.items() if v}
+
+def _run_param(rec, piece:str, name:str):
+    "One parameter of a piece (by class name) from a recording's `params` attribute; None when the run has no such piece."
+    ps = json.loads(rec.attrs.get('params') or '{}')
+    return next((p.get(name) for p in ps.values() if isinstance(p, dict) and p.get('piece') == piece), None)
+
+def _calibration_name(calibration)->str|None:
+    "How a row names the calibration its runs used."
+    return None if calibration is None else 'dict' if isinstance(calibration, dict) else Path(calibration).name
 
 def theorem41_runs(pipe, # the pipeline
                    layout:Layout, # the layout (its seed is the run's seed)
                    steps:int=50, # DDIM steps
-                   cfg:float=5.0 # guidance scale
+                   cfg:float=5.0, # guidance scale
+                   calibration=NAEF_CALIBRATION # per-method values (see `study_overrides`); None: the presets
                   )->dict: # condition -> (recording, image)
-    "The five conditions of the study on one layout, recording the guidance energy's layers."
-    layers, out = guidance_layers(pipe.unet), {}
+    "The five conditions of the study on one layout, recording the guidance energy's layers in float32."
+    layers, out, over = guidance_layers(pipe.unet), {}, study_overrides(calibration)
     run = lambda method='none', **seams: sample(pipe, layout, method, steps=steps, cfg=cfg, recorder=Recorder(layers=layers, float16=False), progress=False, **seams)
-    for name in CONDITIONS[:-1]:   # WinWinLay with the CFG score the published rows were made with (the preset now reads ε_c, 09_methods)
-        res = run(name, **({'Guidance': dict(score='cfg')} if name == 'winwinlay' else {})); out[name] = (res.recording, res.image)
+    for name in CONDITIONS[:-1]:
+        res = run(name, **over.get(name, {})); out[name] = (res.recording, res.image)
     res = run(before_step=RandomKick(kick_norms(out['aef_backprop'][0]), seed=layout.seed or 0))   # recorded as 'custom'
     out['kick'] = (res.recording, res.image)
     return out
@@ -115,15 +137,17 @@ def inbox_maps_figure(runs:dict, # condition -> (recording, image), from `theore
     return fig
 
 # %% ../nbs/15a_theorem41_real.ipynb #0230b74c
-def _layout_rows(pipe, regime, k, lay, steps, guided=10, runs=None):
-    runs = runs or theorem41_runs(pipe, lay, steps=steps)
+def _layout_rows(pipe, regime, k, lay, steps, guided=10, runs=None, calibration=NAEF_CALIBRATION):
+    runs = runs or theorem41_runs(pipe, lay, steps=steps, calibration=calibration)
     rows = []
     for c, (rec, img) in runs.items():
         rep = theorem41_report(rec, require_guidance=c != 'none')
         g = rep.isel(step=slice(0, guided))
         pts = dict(delta=g.log_ratio_gain.mean('object').values.ravel().tolist(), predicted=g.predicted_gain.mean('object').values.ravel().tolist()) if 'log_ratio_gain' in g else {}
         across = dict(coverage=rep.across_coverage.mean('object').values.tolist(), order_kept=rep.across_order_kept.mean('object').values.tolist())
-        rows.append(dict(regime=regime, layout=k, condition=c, layout_json=lay.to_json(), **run_summary(rep, img, lay, guided), points=pts, across=across))
+        rows.append(dict(regime=regime, layout=k, condition=c, layout_json=lay.to_json(), calibration=_calibration_name(calibration),
+                         step_scale=_run_param(rec, 'Guidance', 'step_scale') if _run_param(rec, 'Guidance', 'update') == 'backprop' else None,
+                         **run_summary(rep, img, lay, guided), points=pts, across=across))
     return rows
 
 def theorem41_study(model:str='shapes', # model name for `load_pipeline`
@@ -132,12 +156,18 @@ def theorem41_study(model:str='shapes', # model name for `load_pipeline`
                     steps:int=50, # DDIM steps
                     out:Path=None, # JSON-lines file that rows stream to (and resume from); None: keep in memory
                     device:str='cpu', # torch device
-                    progress:bool=True # a progress bar over layouts
+                    progress:bool=True, # a progress bar over layouts
+                    calibration=NAEF_CALIBRATION # per-method values (see `study_overrides`); None: the presets
                    )->list: # one dict per (regime, layout, condition)
     "Run the five conditions on `n` layouts of each regime and summarise every run."
     from layoutlab.models import load_pipeline
-    pipe = load_pipeline(model, device=device)
     rows = [json.loads(l) for l in Path(out).read_text().splitlines() if l.strip()] if out and Path(out).exists() else []
+    name = _calibration_name(calibration)
+    other = {r.get('calibration') for r in rows} - {name}
+    if other: raise ValueError(f"{out} holds rows made with calibration {sorted(other, key=str)} (None: the presets), not {name!r}: "
+                               "write this run to another file")
+    study_overrides(calibration)                                   # a bad calibration file fails here, before any run
+    pipe = load_pipeline(model, device=device)
     done = {(r['regime'], r['layout']) for r in rows}
     for regime in regimes:
         lays = regime_layouts(pipe, regime, n, steps=steps)

@@ -125,7 +125,7 @@ def corollary42_check(n_pairs:int=200, # random gradient pairs
     return {k: np.array(v) for k, v in out.items()}
 
 # %% ../nbs/15_theory.ipynb #b268235a
-import json, math
+import json, math, warnings
 import xarray as xr
 
 def inbox_state(a:np.ndarray, # (h, w) attention map of one phrase
@@ -230,6 +230,12 @@ def _states(maps:np.ndarray, masks:np.ndarray)->dict:
             for k, v in inbox_state(maps[idx], masks[idx[-1]]).items(): out[k][idx] = v
     return out
 
+def _attention_dtype(rec)->str:
+    "The narrowest float dtype of the attention the report reads (`guidance_attention` and the attention groups), or 'none'."
+    arrs = ([rec['guidance_attention']] if 'guidance_attention' in rec.variables else []) + [rec[g].attention for g in _attention_groups(rec)]
+    dts = [np.dtype(a.dtype) for a in arrs if np.dtype(a.dtype).kind == 'f']
+    return str(min(dts, key=lambda d: d.itemsize)) if dts else 'none'
+
 def theorem41_report(rec, # a recording (DataTree) of a guided run, or of a control with `require_guidance=False`
                      layers:list=None, # energy layers for the across-step part (default: `energy_layers(rec)`)
                      require_guidance:bool=True # refuse a recording without inner-iteration attention
@@ -242,8 +248,13 @@ def theorem41_report(rec, # a recording (DataTree) of a guided run, or of a cont
     if require_guidance and not has_inner:
         raise ValueError(f"the recording holds no guidance (no `guidance_attention`; method {rec.attrs.get('method')!r}); "
                          "read an unguided control with require_guidance=False")
+    dt = _attention_dtype(rec)
+    if dt == 'float16':
+        warnings.warn("the recording's attention is float16 (the Recorder's default, float16=True): its ~3 significant digits move "
+                      "in-box statistics (coverage, log-ratio gains) by a large share; record with Recorder(float16=False) for this report",
+                      UserWarning, stacklevel=2)
     ds = xr.Dataset(coords=dict(step=rec['step'].values, object=[o.phrase for o in lay.objects]),
-                    attrs=dict(method=str(rec.attrs.get('method')), seed=str(rec.attrs.get('seed')), layout=lay.to_json()))
+                    attrs=dict(method=str(rec.attrs.get('method')), seed=str(rec.attrs.get('seed')), layout=lay.to_json(), attention_dtype=dt))
     if has_inner:
         ga = rec['guidance_attention']
         v = np.asarray(ga.values, np.float64)                              # (step, iteration, object, h, w)

@@ -117,3 +117,48 @@ def test_report_refuses_unguided(tmp_path):
     plain = synthetic_recording()
     plain = xr.DataTree.from_dict({'/': plain.to_dataset().drop_vars('guidance_attention'), 'attention_8x8': plain['attention_8x8'].to_dataset()})
     with pytest.raises(ValueError, match='holds no guidance'): theorem41_report(plain)
+
+def test_study_records_float32(monkeypatch):
+    "The 15a study's recordings keep attention in float32: float16 moves the in-box statistics it reports."
+    import layoutlab.study as study
+    seen = []
+    class Stop(Exception): pass
+    def fake_sample(pipe, layout, method='none', recorder=None, **kw): seen.append((method, recorder)); raise Stop
+    monkeypatch.setattr(study, 'sample', fake_sample)
+    monkeypatch.setattr(study, 'guidance_layers', lambda unet: ['mid_block.attentions.0.transformer_blocks.0.attn2'])
+    with pytest.raises(Stop): study.theorem41_runs(type("Pipe", (), {"unet": None})(), None)
+    assert seen and seen[0][1] is not None and seen[0][1].float16 is False
+
+def _fake_runs(monkeypatch, calibration):
+    "theorem41_runs with sample faked: the keyword arguments each condition's run got."
+    import layoutlab.study as study
+    seen = {}
+    class Res: recording, image = None, None
+    def fake_sample(pipe, layout, method='none', **kw): seen[method if method != 'none' or 'before_step' not in kw else 'kick'] = kw; return Res()
+    monkeypatch.setattr(study, 'sample', fake_sample)
+    monkeypatch.setattr(study, 'guidance_layers', lambda unet: [])
+    monkeypatch.setattr(study, 'kick_norms', lambda rec: {})
+    lay = type('Lay', (), {'seed': 0})()
+    study.theorem41_runs(type('Pipe', (), {'unet': None})(), lay, calibration=calibration)
+    return seen
+
+def test_study_naef_backprop_at_its_calibrated_step(monkeypatch):
+    "NAEF × backprop runs at the step of the calibration file, read from it (0.03 there), not the preset's 1.0."
+    import layoutlab.study as study
+    path = study.NAEF_CALIBRATION
+    assert path.name == 'ablation_calib_nbp_shapes.json' and path.exists()
+    want = json.loads(path.read_text())['calibration']['naef_backprop']['Guidance']['step_scale']
+    seen = _fake_runs(monkeypatch, path)
+    assert seen['naef_backprop']['Guidance'] == {'step_scale': want} and want == 0.03
+    assert seen['winwinlay']['Guidance'] == {'score': 'cfg'} and 'Guidance' not in seen['aef_backprop']
+    seen = _fake_runs(monkeypatch, {'calibration': {'naef_backprop': {'Guidance': {'step_scale': 0.1}}}, 'report': {}, 'seed0': 0, 'n': 1})
+    assert seen['naef_backprop']['Guidance'] == {'step_scale': 0.1}
+    assert 'Guidance' not in _fake_runs(monkeypatch, None)['naef_backprop']          # None: the presets
+
+def test_study_refuses_to_mix_calibrations(tmp_path):
+    "Rows made under the presets (the published ones) and rows made at the calibrated step never share a file."
+    from layoutlab.study import theorem41_study
+    out = tmp_path / 'rows.jsonl'
+    out.write_text(json.dumps(dict(regime='scene', layout=0, condition='none')) + '\n')   # an old row: no calibration named
+    with pytest.raises(ValueError, match='another file'): theorem41_study(n=1, out=out)
+    with pytest.raises(ValueError, match='cannot read calibration'): theorem41_study(n=1, out=tmp_path / 'new.jsonl', calibration=tmp_path / 'missing.json')
