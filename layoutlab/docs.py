@@ -132,11 +132,27 @@ def drop_asserts(src:str # a code cell's source
 
 
 # %% ../nbs/18_docs.ipynb #66139272
+class _Shown:
+    "A default as the page writes it (its `repr` is the text)."
+    def __init__(self, text): self.text = text
+    def __repr__(self): return self.text
+
+def _default(v, obj)->str:
+    "A default as a reader wants it: a module constant by its name (`COLORS`, not its 30 floats), a long repr cut short."
+    mod = sys.modules.get(getattr(inspect.unwrap(obj), '__module__', None) or '')
+    if not isinstance(v, (int, float, str, bool, type(None))):
+        name = next((k for k, g in vars(mod).items() if g is v and not k.startswith('_')), None) if mod else None
+        if name: return name
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + '…'
+
 def _signature(obj)->str:
-    "`name(a, b=1)`: defaults kept, annotations left to the parameter table."
+    "`name(a, b=1)`: defaults kept (as `_default` writes them), annotations left to the parameter table."
     try: sig = inspect.signature(obj)
     except (TypeError, ValueError): return '()'
-    ps = [p.replace(annotation=inspect.Parameter.empty) for p in sig.parameters.values()]
+    ps = [p.replace(annotation=inspect.Parameter.empty,
+                    default=p.default if p.default is inspect.Parameter.empty else _Shown(_default(p.default, obj)))
+          for p in sig.parameters.values()]
     if ps and ps[0].name in ('self', 'cls'): ps = ps[1:]
     return str(sig.replace(parameters=ps, return_annotation=inspect.Signature.empty))
 
@@ -158,7 +174,7 @@ def _table(obj)->str:
         if k == 'return':
             if doc or anno: rows.append(f"| **returns** | {_cell(anno)} | | {_cell(doc or '')} |")
             continue
-        dflt = '' if dflt is inspect.Parameter.empty else f"``{_cell(repr(dflt))}``"
+        dflt = '' if dflt is inspect.Parameter.empty else f"``{_cell(_default(dflt, obj))}``"
         rows.append(f"| ``{k}`` | {_cell(anno)} | {dflt} | {_cell(doc or '')} |")   # double backticks: a parameter is not a cross-reference
     if not rows: return ''
     return '| | Type | Default | Details |\n|---|---|---|---|\n' + '\n'.join(rows)
@@ -342,6 +358,7 @@ author = {author!r}
 extensions = ["myst_nb", "sphinx-mathjax-offline"]   # MathJax served from the site's _static, so formulas render offline
 nb_execution_mode = "off"
 nb_merge_streams = True
+nb_render_markdown_format = "myst"   # markdown outputs (tables made by `Markdown(...)`) render as MyST, tables included
 myst_enable_extensions = ["dollarmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 html_theme = "sphinx_book_theme"
