@@ -91,7 +91,8 @@ class Layout:
     def boxes(self)->list: return [o.box for o in self.objects]
 
 # %% ../nbs/00_layout.ipynb #ef405857
-def _words(s): return re.findall(r"[\w']+", s.lower())
+_CLIP_WORDS = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d")  # CLIP's pre-tokenizer, punctuation left out
+def _words(s): return _CLIP_WORDS.findall(s.lower())
 def _contains(seq, sub): return any(seq[i:i+len(sub)]==sub for i in range(len(seq)-len(sub)+1))
 def _short(s, n=80): return s if len(s) <= n else s[:n] + f'... ({len(s):,} characters)'
 
@@ -177,16 +178,18 @@ def _head(prompt:str, n:int)->str|None:
     return None
 
 def prompt_ids(tokenizer, # the pipeline's tokenizer
-               prompt:str # the text prompt
+               prompt:str, # the text prompt
+               what:str='prompt' # how the error names the text (e.g. 'negative prompt')
               )->list: # ids with start and end tokens, unpadded
     "Token ids of `prompt` as the text encoder sees them; an error if it is longer than the encoder takes."
+    if not isinstance(prompt, str): raise LayoutError(f"{what} must be a string, got {_what(prompt)}")
     limit = tokenizer.model_max_length
     head = _head(prompt, HEAD_CHARS * limit)
     if head is not None:
         k = len(tokenizer(head, add_special_tokens=True, truncation=False)['input_ids'])
-        if k > limit: raise LayoutError(f"prompt is at least {k} tokens with start/end (its first {len(head):,} of {len(prompt):,} characters); the text encoder takes at most {limit}")
+        if k > limit: raise LayoutError(f"{what} is at least {k} tokens with start/end (its first {len(head):,} of {len(prompt):,} characters); the text encoder takes at most {limit}")
     ids = tokenizer(prompt, add_special_tokens=True, truncation=False)['input_ids']
-    if len(ids) > limit: raise LayoutError(f"prompt is {len(ids)} tokens with start/end; the text encoder takes at most {limit}")
+    if len(ids) > limit: raise LayoutError(f"{what} is {len(ids)} tokens with start/end; the text encoder takes at most {limit}")
     return ids
 
 # %% ../nbs/00_layout.ipynb #276ac402
@@ -207,13 +210,24 @@ def phrase_tokens(tokenizer, # the pipeline's tokenizer
     return list(range(found[occurrence], found[occurrence]+len(sub)))
 
 # %% ../nbs/00_layout.ipynb #d8c72b1e
+_COUNT = {2: 'two', 3: 'three', 4: 'four', 5: 'five'}
+def _times(n:int)->str: return {1: 'once', 2: 'twice'}.get(n, f'{n} times')
+
+def _same_phrase(phrase:str, boxes:int, found:int)->str:
+    return (f'{_COUNT.get(boxes, boxes)} boxes name the same phrase "{phrase}", which occurs {_times(found)} in the prompt: '
+            f'repeat the phrase in the prompt (once per box) or give the boxes distinct phrases')
+
 def _token_indices(self:Layout, tokenizer)->list:
     "Token positions of each object's phrase; repeated phrases take successive occurrences."
+    keys = [tuple(tokenizer(o.phrase, add_special_tokens=False)['input_ids']) for o in self.objects]
     seen, res = {}, []
-    for o in self.objects:
-        key = tuple(tokenizer(o.phrase, add_special_tokens=False)['input_ids'])
-        res.append(phrase_tokens(tokenizer, self.prompt, o.phrase, seen.get(key, 0)))
-        seen[key] = seen.get(key, 0) + 1
+    for o, key in zip(self.objects, keys):
+        k = seen.get(key, 0)
+        if k:
+            found = len(_occurrences(prompt_ids(tokenizer, self.prompt), list(key)))
+            if k >= found: raise LayoutError(_same_phrase(o.phrase, keys.count(key), found))
+        res.append(phrase_tokens(tokenizer, self.prompt, o.phrase, k))
+        seen[key] = k + 1
     return res
 Layout.token_indices = _token_indices
 

@@ -4,8 +4,8 @@
 
 # %% ../nbs/09_methods.ipynb #c959f7dd
 from __future__ import annotations
-import math
-from dataclasses import dataclass, asdict, field, replace
+import difflib, math
+from dataclasses import MISSING, dataclass, asdict, field, fields, replace
 import numpy as np
 import torch
 from .attention import guidance_layers, select_layers
@@ -16,7 +16,8 @@ from .sampler import predict_noise, attention_forward
 
 # %% auto #0
 __all__ = ['STOP_CODES', 'MODEL_DEFAULTS', 'ABLATIONS', 'EXTRA', 'check_fields', 'Guidance', 'RandomKick', 'kick_norms',
-           'Injection', 'LossGuidance', 'SpatialAware', 'GradSAMFromReference', 'model_kind', 'method_names', 'preset']
+           'Injection', 'LossGuidance', 'SpatialAware', 'GradSAMFromReference', 'model_kind', 'check_overrides',
+           'method_names', 'check_method', 'preset']
 
 # %% ../nbs/09_methods.ipynb #a7b9c1d3
 import numbers
@@ -296,9 +297,27 @@ def model_kind(pipe)->str:
     p = str(getattr(pipe, 'name_or_path', '') or '')
     return 'shapes' if p and Path(p).resolve() == (ASSETS/'shapes').resolve() else 'sd'
 
+def _close(name, names, cutoff=0.5)->str:
+    "' (did you mean ...?)' with the nearest of `names`, as git suggests, or ''."
+    close = difflib.get_close_matches(str(name).lower(), names, n=1, cutoff=cutoff)
+    return f" (did you mean {close[0]!r}?)" if close else ''
+
+def check_overrides(cls, # a piece class (a dataclass)
+                    over # what the caller passed for it, e.g. `dict(step_scale=0.5)`
+                   )->dict: # `over`, checked
+    "A piece's overrides: a dict of its parameters; anything else is a ValueError naming the piece's parameters."
+    names = [f.name for f in fields(cls)]
+    if not isinstance(over, dict):
+        eg = next((f for f in fields(cls) if f.default is not MISSING), fields(cls)[0])
+        raise ValueError(f"{cls.__name__}={over!r}: a piece's overrides are a dict of its parameters, e.g. "
+                         f"{cls.__name__}=dict({eg.name}={eg.default!r}); {cls.__name__}'s parameters: {', '.join(names)}")
+    for k in over:
+        if k not in names: raise ValueError(f"{cls.__name__} has no parameter {k!r}{_close(k, names)}; its parameters: {', '.join(names)}")
+    return over
+
 def _tuned(cls, pipe, over, **kw):
     "A piece with the model's calibrated defaults, then the preset's keywords, then the caller's overrides."
-    return cls(**{**MODEL_DEFAULTS.get(model_kind(pipe), {}).get(cls.__name__, {}), **kw, **over.get(cls.__name__, {})})
+    return cls(**{**MODEL_DEFAULTS.get(model_kind(pipe), {}).get(cls.__name__, {}), **kw, **check_overrides(cls, over.get(cls.__name__, {}))})
 
 # %% ../nbs/09_methods.ipynb #ff2570de
 ABLATIONS = {'aef_backprop': ('aef', 'backprop'), 'naef_backprop': ('naef', 'backprop'),
@@ -313,7 +332,7 @@ def _seams(name, pipe, over):
         return dict(before_step=_tuned(Guidance, pipe, over, energy=e, update=u, max_iterations=4, threshold=None))
     if name == 'ilgd': return dict(edit_attention=_tuned(Injection, pipe, over), noise_pred=_tuned(LossGuidance, pipe, over))
     if name in EXTRA: return EXTRA[name](pipe, over)
-    raise ValueError(f"unknown method {name!r}; available: {', '.join(method_names())}")
+    check_method(name)
 
 EXTRA = {  # presets built on a reference image of the layout
     'sali': lambda pipe, over: dict(init=_tuned(SpatialAware, pipe, over), **_seams('layout_control', pipe, over)),
@@ -322,12 +341,18 @@ EXTRA = {  # presets built on a reference image of the layout
 
 def method_names()->list: return ['none', 'layout_control', 'winwinlay', *ABLATIONS, 'ilgd', *EXTRA]
 
+def check_method(name # a method name, as a user typed it
+                )->str: # the name, when it is one of `method_names()`
+    "A ValueError for an unknown method that lists the methods and suggests the nearest one, as git does."
+    if isinstance(name, str) and name in method_names(): return name
+    raise ValueError(f"unknown method {name!r}{_close(name, method_names(), 0.6) if isinstance(name, str) else ''}; available: {', '.join(method_names())}")
+
 def preset(name:str, # a method name (see `method_names()`)
            pipe, # the pipeline it will run on (for model-calibrated defaults)
            **overrides # per piece class, parameters to change, e.g. `Guidance=dict(step_scale=0.1)`
           )->tuple: # (seams for `sample`, parameters for the recording)
     "The sampler seams and parameters of a published method."
-    seams = _seams(name, pipe, overrides)
+    seams = _seams(check_method(name), pipe, overrides)
     params = {k: {'piece': type(v).__name__, **_params(v)} for k, v in seams.items()}
     return seams, params
 

@@ -241,6 +241,8 @@ def train_features(out_dir=FEATURES_DIR, # folder to write `features.safetensors
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out/'features.safetensors'),
               metadata=dict(config=json.dumps(net.config), labels=json.dumps(LABELS), train=json.dumps(summary)))
     (out/'losses.json').write_text(json.dumps([round(l, 5) for l in losses]))
+    from layoutlab.models import write_checksums
+    write_checksums(out)   # SHA256SUMS, checked by `load_features`
     log(f'saved {out/"features.safetensors"}: {summary}')
     return summary
 
@@ -253,6 +255,8 @@ def load_features(path=None, # a `features.safetensors` file; default: the one s
     from safetensors.torch import load_file
     path = Path(path) if path is not None else FEATURES_DIR/'features.safetensors'
     if not path.exists(): raise FileNotFoundError(f"{path} not found; create it with `train_features()`")
+    from layoutlab.models import check_checksums
+    check_checksums(path.parent, [path.name])   # the shipped file is checked against its SHA256SUMS (damaged: ModelNotAvailable)
     with safe_open(str(path), 'pt') as f: meta = f.metadata()
     net = FeatureNet(**json.loads(meta['config']))
     net.load_state_dict(load_file(str(path)))

@@ -4,16 +4,16 @@
 
 # %% ../nbs/01_models.ipynb #eda4406a
 from __future__ import annotations
-import json, re
+import difflib, hashlib, json, re
 from pathlib import Path
 import torch
 from transformers import CLIPTokenizer
 
 # %% auto #0
-__all__ = ['WORDS', 'ASSETS', 'REAL_CONFIGS', 'PIPELINES', 'COMPONENTS', 'TINY', 'build_tokenizer_files', 'shipped_tokenizer',
-           'default_device', 'resolve_device', 'tiny_pipeline', 'building_on', 'real_unet', 'random_pipeline',
-           'ModelNotAvailable', 'model_folder', 'read_model_index', 'check_model_folder', 'load_pipeline',
-           'load_tokenizer']
+__all__ = ['WORDS', 'ASSETS', 'DTYPES', 'REAL_CONFIGS', 'PIPELINES', 'COMPONENTS', 'TINY', 'CHECKSUMS', 'build_tokenizer_files',
+           'shipped_tokenizer', 'default_device', 'resolve_device', 'resolve_dtype', 'tiny_pipeline', 'building_on',
+           'real_unet', 'random_pipeline', 'ModelNotAvailable', 'model_folder', 'read_model_index',
+           'check_model_folder', 'file_sha256', 'write_checksums', 'check_checksums', 'load_pipeline', 'load_tokenizer']
 
 # %% ../nbs/01_models.ipynb #d1357ee7
 WORDS = """a an the and with of in on at to is are photo picture image drawing painting scene view of
@@ -98,6 +98,20 @@ def resolve_device(device=None # "cpu", "cuda", "cuda:N", "mps", a `torch.device
         return d
     raise ValueError(f"device {str(device)!r} is not supported; use cpu, cuda, cuda:N or mps")
 
+# %% ../nbs/01_models.ipynb #d7f1a2c3
+DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}  # weight dtypes by name
+
+def resolve_dtype(dtype=None, # "float32", "float16", "bfloat16", a floating `torch.dtype`, or None
+                  device=None # what None means depends on it: float16 on CUDA, float32 elsewhere
+                 )->torch.dtype:
+    "The weight dtype; a ValueError listing the choices for anything else (diffusers would fall back to float32 silently)."
+    if dtype is None: return torch.float16 if resolve_device(device).type == 'cuda' else torch.float32
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point and dtype.itemsize >= 2: return dtype
+    if isinstance(dtype, str) and dtype.removeprefix('torch.') in DTYPES: return DTYPES[dtype.removeprefix('torch.')]
+    close = difflib.get_close_matches(str(dtype).lower(), DTYPES, n=1, cutoff=0.5) if isinstance(dtype, str) else []
+    hint = f" (did you mean {close[0]!r}?)" if close else ''
+    raise ValueError(f"unknown dtype {dtype!r}{hint}; use {', '.join(DTYPES)} or a floating torch.dtype")
+
 # %% ../nbs/01_models.ipynb #c0e9608c
 from diffusers import (AutoencoderKL, UNet2DConditionModel, DDIMScheduler,
                        StableDiffusionPipeline, StableDiffusionXLPipeline)
@@ -125,6 +139,7 @@ def tiny_pipeline(kind:str="sd15", # "sd15" or "sdxl"
                  ):
     "A random tiny Stable Diffusion (1.x or XL) pipeline built from config, for tests."
     if kind not in ("sd15", "sdxl"): raise ValueError(f'tiny_pipeline kind must be "sd15" or "sdxl", got {kind!r}')
+    dtype = resolve_dtype(dtype)
     torch.manual_seed(seed)
     tok = shipped_tokenizer()
     common = dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
@@ -203,6 +218,7 @@ def random_pipeline(kind:str="sd15", # "sd15" (512², 860 M-parameter UNet) or "
     "A Stable Diffusion 1.5 or SDXL pipeline of the real size with random weights and the shipped tokenizer."
     if kind not in REAL_CONFIGS: raise ValueError(f'random_pipeline kind must be "sd15" or "sdxl", got {kind!r}')
     device, cfg, tok = resolve_device(device), REAL_CONFIGS[kind], shipped_tokenizer()
+    dtype = resolve_dtype(dtype, device)
     torch.manual_seed(seed)
     unet = real_unet(kind, device, dtype)
     with building_on(device, dtype):
@@ -283,6 +299,60 @@ def check_model_folder(folder, # a diffusers pipeline folder
         for f in weights: _check_safetensors(f)
         if (sub/'config.json').exists() and not weights:
             raise ModelNotAvailable(f"{sub} has no .safetensors weights (layoutlab never loads pickled .bin files)")
+    check_checksums(folder)
+
+# %% ../nbs/01_models.ipynb #b4d6f8a0
+CHECKSUMS = 'SHA256SUMS'  # the checksum file of a folder of shipped weights (GNU sha256sum format)
+
+def file_sha256(f # a file
+               )->str: # its SHA-256, hex
+    "The SHA-256 of a file, read in 1 MB blocks."
+    h = hashlib.sha256()
+    with open(f, 'rb') as fh:
+        for block in iter(lambda: fh.read(1 << 20), b''): h.update(block)
+    return h.hexdigest()
+
+def write_checksums(folder, # a folder of weights (e.g. `ASSETS/'shapes'`)
+                    pattern:str='**/*.safetensors' # which files get a checksum
+                   )->Path: # the checksum file written
+    "Write `folder/SHA256SUMS`: the SHA-256 of every file matching `pattern`, by path relative to `folder`."
+    folder = Path(folder)
+    files = sorted(f for f in folder.glob(pattern) if f.is_file())
+    if not files: raise ModelNotAvailable(f"no files match {pattern!r} in {folder}: nothing to checksum")
+    out = folder/CHECKSUMS
+    out.write_text(''.join(f"{file_sha256(f)}  {f.relative_to(folder).as_posix()}\n" for f in files))
+    return out
+
+def _read_checksums(manifest:Path)->dict:
+    "Relative path -> SHA-256 from a checksum file; a malformed line or a path leaving the folder is an error naming it."
+    want = {}
+    for n, line in enumerate(manifest.read_text(encoding='utf-8').splitlines(), 1):
+        if not line.strip(): continue
+        m = re.fullmatch(r'([0-9a-f]{64}) [ *](.+)', line.strip())
+        rel = Path(m.group(2)) if m else None
+        if rel is None or rel.is_absolute() or '..' in rel.parts:
+            raise ModelNotAvailable(f"{manifest} is damaged: line {n} is not '<sha256>  <relative path>'")
+        want[rel.as_posix()] = m.group(1)
+    return want
+
+def check_checksums(folder, # a folder of weights
+                    only:list=None # check these relative paths only (default: every file listed)
+                   )->list: # the files checked (empty when the folder has no checksum file)
+    "Verify the files listed in `folder/SHA256SUMS`; a damaged or missing file is a ModelNotAvailable naming it."
+    folder = Path(folder)
+    manifest = folder/CHECKSUMS
+    if not manifest.is_file(): return []
+    want, checked = _read_checksums(manifest), []
+    for rel, h in want.items():
+        if only is not None and rel not in only: continue
+        f = folder/rel
+        if not f.is_file(): raise ModelNotAvailable(f"{f} is missing: {manifest} lists it; reinstall layoutlab")
+        got = file_sha256(f)
+        if got != h:
+            raise ModelNotAvailable(f"{f} is damaged: its SHA-256 ({got[:12]}...) differs from the one in {manifest} ({h[:12]}...); "
+                                    f"reinstall layoutlab (after retraining, rerun layoutlab.models.write_checksums on {folder})")
+        checked.append(f)
+    return checked
 
 # %% ../nbs/01_models.ipynb #2816ce53
 def _hub_index(name:str)->dict:
@@ -304,11 +374,11 @@ def _hub_index(name:str)->dict:
 
 def load_pipeline(name_or_path:str, # hub id, local folder, "shapes", "tiny-sd15" or "tiny-sdxl"
                   device=None, # torch device (default: `default_device()`)
-                  dtype=None # weight dtype (default: float16 on CUDA, float32 elsewhere)
+                  dtype=None # weight dtype, see `resolve_dtype` (default: float16 on CUDA, float32 elsewhere)
                  ):
     "Load a Stable Diffusion (1.x / XL) pipeline from safetensors, with a DDIM scheduler."
     device = resolve_device(device)
-    dtype = dtype or (torch.float16 if device.type == 'cuda' else torch.float32)
+    dtype = resolve_dtype(dtype, device)
     if name_or_path in TINY: return tiny_pipeline(name_or_path[5:], device=device, dtype=dtype)
     folder = model_folder(name_or_path)
     if folder is not None: index = read_model_index(folder); check_model_folder(folder, index)

@@ -17,7 +17,7 @@ from .record import Recorder
 # %% auto #0
 __all__ = ['SEAMS', 'Conditioning', 'is_sdxl', 'encode', 'State', 'predict_noise', 'layers_read', 'needed_layers',
            'attention_forward', 'gaussian_init', 'Sample', 'decode', 'default_cfg', 'run_pipeline', 'describe_seam',
-           'run_seams', 'run_seeds', 'check_settings', 'sample', 'run_one']
+           'run_seams', 'run_seeds', 'check_size', 'check_prompts', 'check_settings', 'sample', 'run_one']
 
 # %% ../nbs/04_sampler.ipynb #08b40dfe
 @dataclass
@@ -227,6 +227,26 @@ def run_seeds(seed, # an int, a list of ints, or None
         if not _is_int(s) or not 0 <= s < 2**64: raise ValueError(f"seed must be an integer in [0, 2**64), got {s!r}")
     return [int(s) for s in seeds]
 
+def check_size(height, # image height in pixels, or None
+               width, # image width in pixels, or None
+               factor:int, # the VAE's downsampling factor (`pipe.vae_scale_factor`)
+               default:int # the size None stands for (the UNet's native size in pixels)
+              )->tuple: # (height, width)
+    "The image size: None is `default`; anything else must be a positive integer multiple of `factor`."
+    def one(name, v):
+        if v is None: return default
+        if not _is_int(v) or v <= 0 or v % factor: raise ValueError(f"{name} must be a positive multiple of {factor} (the VAE's downsampling factor), got {v!r}")
+        return int(v)
+    return one('height', height), one('width', width)
+
+def check_prompts(tokenizer, # the pipeline's tokenizer
+                  layout:Layout, # its prompt and phrases
+                  negative_prompt:str=None # checked like the prompt
+                 ):
+    "The prompt, its phrases and the negative prompt against the tokenizer (one LayoutError naming the text), before any UNet work."
+    layout.check_tokens(tokenizer)
+    if negative_prompt is not None: prompt_ids(tokenizer, negative_prompt, 'negative prompt')
+
 def check_settings(steps, # DDIM steps
                    cfg # classifier-free guidance scale
                   ):
@@ -275,10 +295,8 @@ def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline; never changed
         if recorder.path is not None: raise ValueError("a batch of seeds is recorded in memory: pass Recorder() without a path, or sample one seed at a time")
         recorders = [recorder] + [copy.copy(recorder) for _ in seeds[1:]]
     run = run_pipeline(pipe)
-    vsf = run.vae_scale_factor
-    height = height or run.unet.config.sample_size * vsf
-    width = width or run.unet.config.sample_size * vsf
-    if height % vsf or width % vsf: raise ValueError(f"height and width must be multiples of {vsf}, got {height}x{width}")
+    height, width = check_size(height, width, run.vae_scale_factor, run.unet.config.sample_size * run.vae_scale_factor)
+    check_prompts(run.tokenizer, layout, negative_prompt)
     seams = _prepare(seams, run, layout, steps=steps, height=height, width=width, cfg=cfg)
     attrs = dict(prompt=layout.prompt, negative_prompt=negative_prompt or '', layout=layout.to_json(),
                  model=model or getattr(pipe, 'name_or_path', None) or type(pipe).__name__, method=name,

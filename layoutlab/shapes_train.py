@@ -394,6 +394,8 @@ def save_pipeline(out_dir, vae, text_encoder, tokenizer, unet, log:dict|None=Non
     out_dir = Path(out_dir)
     assemble(vae, text_encoder, tokenizer, unet).save_pretrained(out_dir, safe_serialization=True)
     if log is not None: (out_dir / 'training_log.json').write_text(json.dumps(log, indent=1))
+    from layoutlab.models import write_checksums
+    write_checksums(out_dir)   # SHA256SUMS of the weights, checked whenever the folder is loaded
     return out_dir
 
 # %% ../nbs/11_train_shapes.ipynb #a2b868b9
