@@ -4,16 +4,49 @@
 
 # %% ../nbs/01_models.ipynb #eda4406a
 from __future__ import annotations
-import difflib, hashlib, json, re
+import contextlib, difflib, hashlib, json, re
 from pathlib import Path
 import torch
 from transformers import CLIPTokenizer
 
 # %% auto #0
-__all__ = ['WORDS', 'ASSETS', 'DTYPES', 'REAL_CONFIGS', 'PIPELINES', 'COMPONENTS', 'TINY', 'CHECKSUMS', 'build_tokenizer_files',
-           'shipped_tokenizer', 'default_device', 'resolve_device', 'resolve_dtype', 'tiny_pipeline', 'building_on',
-           'real_unet', 'random_pipeline', 'ModelNotAvailable', 'model_folder', 'read_model_index',
-           'check_model_folder', 'file_sha256', 'write_checksums', 'check_checksums', 'load_pipeline', 'load_tokenizer']
+__all__ = ['KNOWN_NOISE', 'WORDS', 'ASSETS', 'DTYPES', 'REAL_CONFIGS', 'PIPELINES', 'COMPONENTS', 'TINY', 'CHECKSUMS',
+           'quiet_known_noise', 'no_loading_bars', 'build_tokenizer_files', 'shipped_tokenizer', 'default_device',
+           'resolve_device', 'resolve_dtype', 'tiny_pipeline', 'building_on', 'real_unet', 'random_pipeline',
+           'ModelNotAvailable', 'model_folder', 'read_model_index', 'check_model_folder', 'file_sha256',
+           'write_checksums', 'check_checksums', 'load_pipeline', 'load_tokenizer']
+
+# %% ../nbs/01_models.ipynb #ffa0d511
+import logging
+
+KNOWN_NOISE = ('requires torchvision (not installed); falling back',               # transformers: PIL processors serve
+               'Cannot initialize model with low cpu memory usage because `accelerate`',   # diffusers: loads fine without
+               'that should be kept in float32: [].')                              # diffusers: warns about an empty list
+
+class _KnownNoise(logging.Filter):
+    "Drops the libraries' log records that contain one of `KNOWN_NOISE`, and only those."
+    def filter(self, record): return not any(k in record.getMessage() for k in KNOWN_NOISE)
+
+def quiet_known_noise()->list: # the log handlers that now carry the filter
+    "Put the known-noise filter on transformers' and diffusers' log handlers (idempotent)."
+    import transformers.utils.logging as tl, diffusers.utils.logging as dl
+    hs = [h for lib in (tl, dl) for h in lib.get_logger().handlers]
+    for h in hs:
+        if not any(isinstance(f, _KnownNoise) for f in h.filters): h.addFilter(_KnownNoise())
+    return hs
+
+@contextlib.contextmanager
+def no_loading_bars():
+    "Hide transformers' and diffusers' loading bars for a block (a local folder loads in a second), then restore them."
+    import transformers.utils.logging as tl, diffusers.utils.logging as dl
+    was = [lib.is_progress_bar_enabled() for lib in (tl, dl)]
+    for lib in (tl, dl): lib.disable_progress_bar()
+    try: yield
+    finally:
+        for lib, on in zip((tl, dl), was):
+            if on: lib.enable_progress_bar()
+
+quiet_known_noise()
 
 # %% ../nbs/01_models.ipynb #d1357ee7
 WORDS = """a an the and with of in on at to is are photo picture image drawing painting scene view of
@@ -386,7 +419,9 @@ def load_pipeline(name_or_path:str, # hub id, local folder, "shapes", "tiny-sd15
     cls = PIPELINES[index['_class_name']]
     kw = dict(dtype=dtype, use_safetensors=True)
     if cls is StableDiffusionPipeline: kw.update(safety_checker=None, requires_safety_checker=False)
-    try: pipe = cls.from_pretrained(str(folder or name_or_path), **kw)
+    try:
+        with no_loading_bars() if folder is not None else contextlib.nullcontext():   # hub downloads keep their bars
+            pipe = cls.from_pretrained(str(folder or name_or_path), **kw)
     except (OSError, ValueError) as e:
         if folder is not None: raise ModelNotAvailable(f"cannot load {str(folder)!r}: {_first_line(e)}") from None
         raise ModelNotAvailable(f"cannot load {name_or_path!r}: no local safetensors weights found and the hub is not reachable from here ({_first_line(e)[:160]})") from None
