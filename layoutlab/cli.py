@@ -222,6 +222,7 @@ def piece_overrides(texts:list, # `generate`'s --param options
 
 def check_dtype(dtype:str # --dtype, or None
                )->str:
+    "`dtype` when it is one of `DTYPES` (or None: the model's default); a one-line error naming the choices otherwise."
     if dtype is not None and dtype not in DTYPES: raise CLIError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     return dtype
 
