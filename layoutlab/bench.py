@@ -4,7 +4,7 @@
 
 # %% ../nbs/19_bench.ipynb #c8d15766
 from __future__ import annotations
-import time, json, os, sys, uuid, itertools
+import time, json, os, re, sys, uuid, hashlib, difflib, itertools, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -239,9 +239,14 @@ class Task:
     params:tuple=() # (('Guidance.r', 0.06), ...) values set for this row
     @property
     def key(self)->str:
-        "The row's name: part, layout, method and parameter values, safe as a file name."
+        "The row's name: part, layout, method and parameter values (see `file_name` for a name on disk)."
         vals = ''.join(f"-{k}={v:g}" if isinstance(v, float) else f"-{k}={v}" for k, v in self.params)
         return f"{self.part}-L{self.layout:05d}-{self.method}{vals}"
+    @property
+    def file_name(self)->str:
+        "`key` as one file name: anything but letters, digits and `._=+-` becomes `_` (no `/`, so no path), cut to 120 characters; a changed key gets a hash of itself, so two keys never share a file."
+        safe = re.sub(r'[^A-Za-z0-9._=+-]', '_', self.key)[:120]
+        return safe if safe == self.key else f"{safe}-{hashlib.sha256(self.key.encode()).hexdigest()[:12]}"
     def overrides(self, base:dict=None)->dict:
         "`base` ({piece: {param: value}}) with this task's values set."
         out = {p: dict(v) for p, v in (base or {}).items()}
@@ -269,7 +274,7 @@ def _recorder(spec, task):
     if not spec.get('record'): return None
     from layoutlab.record import Recorder
     # a task rerun after its worker died replaces the partial recording it started
-    return Recorder(Path(spec['record'])/f"{task.key}.zarr", overwrite=True)
+    return Recorder(Path(spec['record'])/f"{task.file_name}.zarr", overwrite=True)  # a swept value never names a path
 
 def _stamp(row, spec, task):
     "The row with its task key, run configuration and where/when it was made."
@@ -345,24 +350,32 @@ def split_summary(rec # a recording (DataTree or Dataset) of a `Guidance` run
 def _plain(x): return json.loads(json.dumps(x))
 
 def read_rows(stream:Path, # the `.jsonl` file of a run
-              config:dict # the run's configuration (every row carries it)
+              config:dict, # the run's configuration (every row carries it)
+              warn=None # warn(message) for lines that are not rows, among good ones (default: `warnings.warn`)
              )->dict: # key -> row, the rows already computed
-    "The rows already in `stream`, for a rerun to skip; an error naming the file when they belong to another run."
-    stream, config, rows = Path(stream), _plain(config), {}
+    "The rows already in `stream`, for a rerun to skip; bad lines among good rows are skipped with one warning; an error naming the file when it holds no row or rows of another run."
+    stream, config, rows, bad = Path(stream), _plain(config), {}, []
     if not stream.exists(): return rows
-    lines = stream.read_text().splitlines()
+    lines = stream.read_bytes().decode('utf-8', errors='replace').splitlines()
     for i, line in enumerate(lines):
         if not line.strip(): continue
         try: r = json.loads(line)
         except json.JSONDecodeError:
             if line.startswith('{"key": '): continue  # a row cut short by a kill: its task runs again
-            raise BenchError(f"{stream} line {i + 1} is not JSON: not a layoutlab bench stream; move it away or pass another --out") from None
+            bad.append((i + 1, 'is not JSON')); continue
         if not isinstance(r, dict) or 'key' not in r or 'config' not in r:
-            raise BenchError(f"{stream} line {i + 1} is not a row of a layoutlab bench run (older version or another file); move it away or pass another --out")
+            bad.append((i + 1, 'is not a row of a layoutlab bench run (older version or another file)')); continue
         if r['config'] != config:
             diff = '; '.join(f"{k}: {r['config'].get(k)!r} there, {config.get(k)!r} here" for k in config if r['config'].get(k) != config.get(k))
             raise BenchError(f"{stream} holds rows of a different run ({diff}); pass another --out or move it away")
         rows.setdefault(r['key'], r)
+    if bad and not rows:   # nothing of ours in it: a user's file, never appended to
+        raise BenchError(f"{stream} line {bad[0][0]} {bad[0][1]}: not a layoutlab bench stream; move it away or pass another --out")
+    if bad:
+        where = ', '.join(str(n) for n, _ in bad[:5]) + (f' and {len(bad) - 5} more' if len(bad) > 5 else '')
+        msg = (f"{stream} line{'s' * (len(bad) > 1)} {where} {bad[0][1] if len(bad) == 1 else 'are not rows of a layoutlab bench run'}: "
+               f"skipped; kept the {len(rows)} good rows, and the tasks of the rest run again")
+        (warn or (lambda m: warnings.warn(m, RuntimeWarning, stacklevel=3)))(msg)
     return rows
 
 class RowStream:
@@ -482,10 +495,10 @@ def _write_dataset(ds, path:Path):
     tmp = path.with_name(path.name + '.partial')
     ds.to_netcdf(tmp, engine='h5netcdf'); os.replace(tmp, path)
 
-def open_recordings(folder, # the `--record` folder: one `<task key>.zarr` per run
+def open_recordings(folder, # the `--record` folder: one `<task file name>.zarr` per run (`Task.file_name`)
                     group:str='/', # which group of each recording: '/' (logged values) or an attention group, e.g. 'attention_8x8'
                     pattern:str='*.zarr'):
-    "Every recording in `folder` as one lazy Dataset along `run` (named by task key), with `method` and `layout` per run."
+    "Every recording in `folder` as one lazy Dataset along `run` (named by `Task.file_name`, the task key made safe), with `method` and `layout` per run."
     import xarray as xr
     from layoutlab.record import load_recording
     paths = sorted(Path(folder).glob(pattern))
@@ -507,7 +520,9 @@ def _check(n=1, n_sweep=0, steps=1, workers=1, methods=(), regime='away', object
     for name, v, lo in (('--n', n, 1), ('--sweep-n', n_sweep, 0), ('--steps', steps, 1), ('--workers', workers, 1)):
         if not isinstance(v, int) or isinstance(v, bool) or v < lo: raise BenchError(f"{name} must be an integer of at least {lo}, got {v!r}")
     bad = [m for m in methods if m not in method_names()]
-    if bad: raise BenchError(f"unknown method {bad[0]!r}; available: {', '.join(method_names())}")
+    if bad:
+        near = difflib.get_close_matches(bad[0], method_names(), n=1)
+        raise BenchError(f"unknown method {bad[0]!r}; {f'did you mean {near[0]}? ' if near else ''}available: {', '.join(method_names())}")
     if regime not in REGIMES: raise BenchError(f"--regime must be one of {', '.join(REGIMES)}, got {regime!r}")
     counts = [objects] if isinstance(objects, (int, np.integer)) else list(objects)
     if not counts or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and 1 <= k <= 4 for k in counts):
@@ -536,7 +551,7 @@ def _start(command, model, device, steps, cfg, seed0, regime, record, out, log, 
     out.parent.mkdir(parents=True, exist_ok=True)
     config = _plain(dict(command=command, model=model, device=str(device) if device else None, steps=steps, cfg=cfg, seed0=seed0, regime=regime,
                          **({} if objects == 2 else dict(objects=objects)), **config))
-    done = read_rows(stream, config)
+    done = read_rows(stream, config, warn=lambda m: log(f"warning: {m}"))
     if done: log(f"resuming: {len(done)} rows already in {stream}")
     if record: Path(record).mkdir(parents=True, exist_ok=True)
     spec = dict(model=model, device=device, steps=steps, cfg=cfg, seed0=seed0, regime=regime, objects=objects, gpu=_wants_gpu(device),
@@ -595,7 +610,7 @@ def run_benchmark(model:str='shapes', # a `load_pipeline` name
                   device=None, # torch device of the workers
                   scheduler:str=None, # a running Dask scheduler (tcp://host:port) instead of a LocalCluster
                   regime:str='away', # layout regime: 'away', 'near' or 'random'
-                  record=None, # folder for one Zarr recording per run (`<task key>.zarr`), or None
+                  record=None, # folder for one Zarr recording per run (`<Task.file_name>.zarr`, never outside it), or None
                   seed0:int=20_000_000, # seed of layout 0
                   cfg:float=None, # guidance scale (default: `default_cfg(pipe)`)
                   retries:int=2, # resubmissions of a task whose workers kept dying
@@ -762,6 +777,7 @@ def run_sweep(model:str='shapes', # a `load_pipeline` name
         tasks = [Task('sweep', k, m, tuple(zip(params, vs))) for k in range(n) if _layout_row(stream, k) for m in methods for vs in grid]
         failed += run_tasks(client, method_task, tasks, stream, spec, args=lambda t: (_layout_row(stream, t.layout), uses[t.method]), desc='sweep', **kw)
     rows = [stream.done[t.key] for t in [Task('bench', k, 'none') for k in range(n)] + tasks if t.key in stream.done]
+    if failed and not any(t.key in stream.done for t in tasks): _finish(failed, stream)   # no swept row came back: the tasks' own error, not an empty table's
     label = lambda r: ' '.join([r['method']] + [f'{p}={v:g}' if isinstance(v, float) else f'{p}={v}' for p, v in r['params'].items()])
     res = dict(summary=summarize([dict(r, method=label(r)) for r in rows]), params=params, rows=_public(rows), config=spec['config'])
     _write_json(out, res)

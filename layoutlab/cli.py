@@ -4,14 +4,15 @@
 
 # %% ../nbs/16_cli.ipynb #37064b85
 from __future__ import annotations
-import json, os
+import difflib, json, os, stat, uuid
 from pathlib import Path
 import typer
 
 # %% auto #0
-__all__ = ['app', 'LAYOUTS', 'main', 'CLIError', 'ModelNotAvailable', 'quiet', 'load_pipeline', 'layout_names', 'find_layout',
-           'parse_box', 'read_layout', 'layouts', 'generate', 'bench', 'sweep', 'calibrate', 'study_ablation', 'perf',
-           'readme_text', 'readme']
+__all__ = ['app', 'LAYOUTS', 'DTYPES', 'main', 'CLIError', 'ModelNotAvailable', 'quiet', 'load_pipeline', 'layout_names',
+           'find_layout', 'parse_box', 'read_layout', 'layouts', 'check_target', 'output_paths', 'check_outputs',
+           'write_file', 'check_method', 'default_method', 'parse_params', 'piece_overrides', 'check_dtype', 'generate',
+           'bench', 'sweep', 'calibrate', 'study_ablation', 'perf', 'readme_text', 'readme']
 
 # %% ../nbs/16_cli.ipynb #ec6ece13
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -35,12 +36,14 @@ def quiet(verbose:bool=False # keep the libraries' own warnings and progress bar
 
 def load_pipeline(name:str, # hub id, local folder, shapes, tiny-sd15 or tiny-sdxl
                   device:str=None, # torch device (default: the best available)
-                  verbose:bool=False # keep the libraries' chatter
+                  verbose:bool=False, # keep the libraries' chatter
+                  dtype:str=None # weight dtype by name, 'float32' or 'float16' (default: `load_pipeline`'s)
                  ):
     "`layoutlab.models.load_pipeline`, imported when first called and quiet unless `verbose`."
     quiet(verbose)
+    import torch
     from layoutlab.models import load_pipeline as load, ModelNotAvailable as Missing
-    try: return load(name, device=device)
+    try: return load(name, device=device, **({'dtype': getattr(torch, dtype)} if dtype else {}))
     except Missing as e: raise ModelNotAvailable(str(e)) from None
 
 # %% ../nbs/16_cli.ipynb #b4a3eeee
@@ -98,33 +101,148 @@ _FORMAT = ("Sample an image for LAYOUT and write DIR/recording.nc, DIR/attention
            "A box is x0, y0, x1, y1, normalised to [0, 1] with x to the right and y down; each phrase is words of the "
            'prompt; "seed" is optional (--seed overrides it).\n\n'
            'Instead of LAYOUT, give the layout inline, one --box per object: '
-           '--prompt "a red circle and a blue square" --box "red circle=0.1,0.1,0.5,0.5"')
+           '--prompt "a red circle and a blue square" --box "red circle=0.1,0.1,0.5,0.5"\n\n'
+           "A layout with boxes runs layout_control unless --method says otherwise (--method none: plain sampling). "
+           "Files already in DIR are never replaced without --overwrite, and never through a symbolic link.")
+
+DTYPES = ('float32', 'float16')  # weight dtypes `generate --dtype` and `perf --dtype` take
 
 def _recorder(path, layers, float16, overwrite):
     "The run's recorder, made before the model loads so that a refusal (an existing file, say) comes at once."
     from layoutlab.record import Recorder
     return Recorder(path, layers=layers or None, float16=float16, overwrite=overwrite)
 
-def _figure(rec_path, out, image=None):
-    "attention.png from the recording on disk; None when it holds no attention or the layout no boxes."
+def _figure(rec_path, image=None):
+    "The attention figure from the recording on disk; None when it holds no attention or the layout no boxes."
     import matplotlib; matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
     from layoutlab.record import load_recording
     from layoutlab.plots import attention_over_steps, attention_groups, layout_of
     rec = load_recording(rec_path)
     lay = layout_of(rec)
     if not attention_groups(rec) or lay is None or not lay.objects: return None
-    fig = attention_over_steps(rec, image=image)
-    fig.savefig(out, dpi=100, bbox_inches='tight'); plt.close(fig)
+    return attention_over_steps(rec, image=image)
+
+def _save_figure(fig, path:Path):
+    import matplotlib.pyplot as plt
+    try: fig.savefig(path, format='png', dpi=100, bbox_inches='tight')
+    finally: plt.close(fig)
+
+# %% ../nbs/16_cli.ipynb #1c26649e
+def check_target(path:Path, # a file (or, for `.zarr`, a folder) about to be written
+                 overwrite:bool=False # an existing regular file may be replaced
+                ):
+    "Refuse, naming `path`, a symbolic link, anything that is not a regular file (a `.zarr`: a folder), and without `overwrite` anything already there."
+    path = Path(path)
+    if path.is_symlink(): raise CLIError(f"{path} is a symbolic link; refusing to write through it (remove the link or pass another --out)")
+    if not path.exists(): return
+    folder = path.suffix == '.zarr'
+    if not (stat.S_ISDIR if folder else stat.S_ISREG)(path.stat().st_mode):
+        raise CLIError(f"{path} exists and is not a regular {'folder' if folder else 'file'} (a FIFO, device or folder?); refusing to write to it; move it away or pass another --out")
+    if not overwrite: raise CLIError(f"{path} already exists; pass --overwrite to replace it, or another --out")
+
+def output_paths(out:Path, # the output folder
+                 format:str='nc', # recording format: nc or zarr
+                 figure:bool=True # attention.png is written too
+                )->dict: # recording, partial (the unfinished recording), attention, image
+    "The files `generate` writes into `out`."
+    rec = Path(out)/f'recording.{format}'
+    return dict(recording=rec, partial=rec.with_name(f'recording.partial.{format}'),  # `record.partial_path`, without importing it
+                **({'attention': Path(out)/'attention.png'} if figure else {}), image=Path(out)/'image.png')
+
+def check_outputs(out:Path, # the output folder
+                  format:str='nc', figure:bool=True,
+                  overwrite:bool=False # earlier outputs may be replaced
+                 )->dict: # `output_paths`
+    "Every file `generate` would write, checked before anything loads (see `check_target`)."
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise CLIError(f"--out {out} exists and is not a folder")
+    paths = output_paths(out, format, figure)
+    for p in paths.values(): check_target(p, overwrite)
+    return paths
+
+def write_file(path:Path, # where the file goes
+               write, # write(tmp): writes the whole file at `tmp`
+               overwrite:bool=False # replace an existing regular file
+              )->Path:
+    "Write `path` atomically: whole into a hidden file beside it, then renamed over it; never through a symbolic link or into a non-regular file."
+    path = Path(path)
+    check_target(path, overwrite)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial')
+    try:
+        write(tmp)
+        check_target(path, overwrite)      # again: something may have appeared there during the run
+        os.replace(tmp, path)              # replaces a name, never writes through a link
+    finally:
+        if tmp.exists(): tmp.unlink()
+    return path
+
+# %% ../nbs/16_cli.ipynb #776524e7
+def check_method(name:str # a method preset name from the command line
+                )->str: # the name, when it is one
+    "A method name `sample` takes; a one-line error with the nearest name (as git does) and the list otherwise."
+    from layoutlab.methods import method_names
+    names = method_names()
+    if name in names: return name
+    near = difflib.get_close_matches(name, names, n=1)
+    raise CLIError(f"unknown method {name!r}; {f'did you mean {near[0]}? ' if near else ''}available: {', '.join(names)}")
+
+def default_method(method:str, # --method, or None
+                   layout # the layout to sample
+                  )->str:
+    "`method` checked, or by default `layout_control` for a layout with boxes and `none` for one without."
+    return check_method(method) if method is not None else 'layout_control' if layout.objects else 'none'
+
+def parse_params(texts:list, # --param options, each 'Piece.field=v1,v2,...'
+                 one:bool=False # a single value per parameter (`generate`) rather than a grid (`sweep`)
+                )->dict: # {'Piece.field': [values]}
+    "The --param options of `sweep` and `generate`, each parsed by `bench.parse_param`; a parameter given twice is an error."
+    from layoutlab.bench import parse_param
+    out = {}
+    for t in texts or []:
+        name, values = parse_param(t)
+        if name in out: raise CLIError(f"--param {name} is given twice")
+        if one and len(values) > 1: raise CLIError(f"--param {t!r}: generate takes one value per parameter (sweep takes several)")
+        out[name] = values
     return out
 
+def piece_overrides(texts:list, # `generate`'s --param options
+                    method:str # the method they change
+                   )->dict: # {piece: {field: value}}, the keyword arguments of `sample`
+    "`generate --param` as `sample`'s per-piece keywords; a one-line error for a piece the method does not have."
+    out = {}
+    if texts and method == 'none': raise CLIError("--param changes a piece of a method; plain sampling (--method none) has none")
+    if not texts: return out
+    from layoutlab.methods import preset
+    pieces = sorted({type(s).__name__ for s in preset(method, None)[0].values()})
+    for name, (v,) in parse_params(texts, one=True).items():
+        piece, field = name.split('.')
+        if piece not in pieces: raise CLIError(f"--param {name}: {method} has no {piece} piece; its pieces: {', '.join(pieces)}")
+        out.setdefault(piece, {})[field] = v
+    return out
+
+def check_dtype(dtype:str # --dtype, or None
+               )->str:
+    "`dtype` when it is one of `DTYPES` (or None: the model's default); a one-line error naming the choices otherwise."
+    if dtype is not None and dtype not in DTYPES: raise CLIError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return dtype
+
+def _kept(rec, paths)->str:
+    "Where an interrupted `generate` left its data."
+    if getattr(rec, 'done', False): return f"the recording is complete in {paths['recording']}; image.png was not written"
+    f = getattr(rec, 'file', None)
+    if f is not None and Path(f).exists():
+        return f"the steps recorded so far are in {f} (load_recording reads it); rerun with --overwrite to start again"
+    return "nothing was written"
+
+# %% ../nbs/16_cli.ipynb #9d3555a1
 @app.command(help=_FORMAT)
 def generate(layout:str=typer.Argument(None, help="a shipped layout's name or a layout JSON file", show_default=False),
              prompt:str=typer.Option(None, metavar='TEXT', help="an inline layout's prompt (instead of LAYOUT)"),
              box:list[str]=typer.Option(None, metavar='PHRASE=BOX', help='an object of the inline layout, e.g. "red circle=0.1,0.1,0.5,0.5" (repeat for more)'),
              model:str=typer.Option("shapes", help="hub id, local folder, shapes, tiny-sd15 or tiny-sdxl"),
              out:Path=typer.Option(Path("out"), help="output folder"),
-             method:str=typer.Option("none", help="method preset: none (plain sampling), layout_control, winwinlay, aef_backprop, naef_backprop, aef_adaptive, naef_adaptive, ilgd, sali, gradsam"),
+             method:str=typer.Option(None, help="method preset (default: layout_control for a layout with boxes, none without): none (plain sampling), layout_control, winwinlay, aef_backprop, naef_backprop, aef_adaptive, naef_adaptive, ilgd, sali, gradsam", show_default=False),
+             param:list[str]=typer.Option(None, metavar='PIECE.FIELD=VALUE', help="change a parameter of the method's pieces, as sweep --param does with one value, e.g. Guidance.step_scale=0.5 (repeat for more)"),
              seed:int=typer.Option(None, help="overrides the layout's seed"),
              steps:int=typer.Option(50, help="DDIM steps"),
              cfg:float=typer.Option(None, help="classifier-free guidance scale (default: the model's, 5 for shapes, else 7.5)"),
@@ -133,37 +251,47 @@ def generate(layout:str=typer.Argument(None, help="a shipped layout's name or a 
              layers:str=typer.Option("*attn2", help="attention layers to record (fnmatch pattern)"),
              float16:bool=typer.Option(False, help="store attention maps as float16"),
              figure:bool=typer.Option(True, help="write DIR/attention.png"),
-             overwrite:bool=typer.Option(False, help="replace a recording already in DIR"),
+             overwrite:bool=typer.Option(False, help="replace the recording, attention.png and image.png of an earlier run in DIR (never through a symbolic link)"),
+             dtype:str=typer.Option(None, help="weight dtype: float32 or float16 (default: float16 on CUDA, else float32)", show_default=False),
              verbose:bool=typer.Option(False, help="show the libraries' warnings and loading bars"),
              device:str=typer.Option(None, help="torch device (default: cuda if available, else cpu)")):
-    rec = None
+    rec, paths = None, None
     try:
         if format not in ('nc', 'zarr'): raise CLIError(f"--format must be nc or zarr, got {format!r}")
         if steps < 1: raise CLIError(f"--steps must be at least 1, got {steps}")
+        check_dtype(dtype)
+        paths = check_outputs(out, format, figure, overwrite)   # before anything is imported or loaded
         quiet(verbose)
-        from layoutlab.methods import method_names
-        if method not in method_names(): raise CLIError(f"unknown method {method!r}; available: {', '.join(method_names())}")
         lay = read_layout(layout, prompt, box)
+        asked, method = method is not None, default_method(method, lay)
+        overrides = piece_overrides(param, method)
         from layoutlab.models import load_tokenizer, resolve_device, ModelNotAvailable as Missing
         resolve_device(device)                            # an unknown or absent device fails before anything is written
         try: lay.check_tokens(load_tokenizer(model))      # prompt length and phrases, before any weights load
         except Missing as e: raise ModelNotAvailable(str(e)) from None
         out.mkdir(parents=True, exist_ok=True)
-        rec_path = out/f"recording.{format}"
-        rec = _recorder(rec_path, layers, float16, overwrite)
-        pipe = load_pipeline(model, device=device, verbose=verbose)
+        rec = _recorder(paths['recording'], layers, float16, overwrite)
+        pipe = load_pipeline(model, device=device, verbose=verbose, dtype=dtype)
         from layoutlab.sampler import sample
-        res = sample(pipe, lay, method, steps=steps, cfg=cfg, seed=seed, negative_prompt=negative_prompt, recorder=rec, model=model)
-        written = [rec_path]
+        res = sample(pipe, lay, method, steps=steps, cfg=cfg, seed=seed, negative_prompt=negative_prompt, recorder=rec, model=model, **overrides)
+        written = [paths['recording']]
         if figure:
-            try: written += [f for f in [_figure(rec_path, out/'attention.png', res.image)] if f is not None]
+            try:
+                fig = _figure(paths['recording'], res.image)
+                if fig is not None: written.append(write_file(paths['attention'], lambda p: _save_figure(fig, p), overwrite))
+            except CLIError: raise
             except Exception as e: typer.echo(f"warning: no attention figure ({type(e).__name__}: {e})", err=True)
-        res.image.save(out/"image.png")
+        written.append(write_file(paths['image'], lambda p: res.image.save(p, format='PNG'), overwrite))
     except (CLIError, ValueError, OSError) as e:       # LayoutError and RecordingError are ValueErrors
         if hasattr(rec, 'close'): rec.close()         # a Recorder that locks its file lets go of it (and keeps any partial file)
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"wrote {', '.join(map(str, written + [out/'image.png']))}")
+    except KeyboardInterrupt:
+        if hasattr(rec, 'close'): rec.close()
+        typer.echo(f"interrupted: {_kept(rec, paths)}", err=True)
+        raise typer.Exit(130)
+    why = '' if asked else ' (the default for a layout with boxes; --method none for plain sampling)' if lay.objects else ' (the default for a layout without boxes)'
+    typer.echo(f"wrote {', '.join(map(str, written))} with method {method}{why}")
 
 # %% ../nbs/16_cli.ipynb #bb8bb812
 def _bench_errors():
@@ -230,9 +358,9 @@ def sweep(param:list[str]=typer.Option(..., help="Piece.field=v1,v2,... (repeat 
           device:str=typer.Option(None, help="torch device of the workers"),
           progress:bool=typer.Option(True, help="progress bar over tasks")):
     "Sweep a grid of method parameters on Dask: every method × grid point × layout, plus the unguided runs."
-    from layoutlab.bench import run_sweep, parse_param
-    try: params = dict(parse_param(p) for p in param)
-    except _bench_errors() as e:
+    from layoutlab.bench import run_sweep
+    try: params = parse_params(param)
+    except (CLIError, *_bench_errors()) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1)
     _run_on_dask(run_sweep, out, model=model, params=params, methods=[m for m in methods.split(',') if m], n=n, steps=steps,
@@ -291,6 +419,8 @@ def perf(model:str=typer.Option("shapes", help="shapes (ShapesSD), sd15 or sdxl 
          out:Path=typer.Option(Path("perf.json"), help="where to write the JSON result"),
          verbose:bool=typer.Option(False, help="show the libraries' warnings and loading bars")):
     "Time every method against diffusers' pipe() in this process (with and without recording), print the Markdown table."
+    try: check_dtype(dtype)
+    except CLIError as e: typer.echo(f"error: {e}", err=True); raise typer.Exit(1)
     quiet(verbose)
     from layoutlab.perf import measure, perf_table
     from layoutlab.models import ModelNotAvailable as Missing

@@ -138,3 +138,33 @@ def test_no_home_made_process_pool():
     src = {p.name: p.read_text() for p in Path(layoutlab.__file__).parent.glob('*.py')}
     for pat in ('multiprocessing', 'ProcessPoolExecutor', 'mp.Pool', '.Pool(', 'os.fork'):
         assert not [n for n, s in src.items() if pat in s], pat
+
+def test_swept_values_never_name_files_outside_record_and_failures_say_why(tmp_path):
+    "Issue 25 row 3 and an unclear case: a swept value with '../' stays a file name inside --record; tasks that fail report their own error, not pandas'."
+    rec, out = tmp_path/'a'/'b'/'c'/'R', tmp_path/'o'/'s.json'
+    r = subprocess.run(['layoutlab', 'sweep', '--methods', 'ilgd', '--param', 'Injection.layers=nomatch,../../../escaped', '--record', str(rec),
+                        '--model', 'tiny-sd15', '--n', '1', '--steps', '1', '--workers', '1', '--out', str(out), '--no-progress'],
+                       env=ENV, capture_output=True, text=True, timeout=600)
+    outside = [p for p in tmp_path.rglob('*') if not (p.is_relative_to(rec) or p.is_relative_to(out.parent) or p in rec.parents)]
+    assert outside == [], outside                                            # nothing written outside R (or the --out folder)
+    assert all('/' not in p.name and '..' not in p.relative_to(rec).parts for p in rec.iterdir())
+    lines = [l for l in r.stderr.splitlines() if l.strip() and not l.startswith('[transformers]')]
+    assert r.returncode == 1 and 'Traceback' not in r.stderr and len(lines) == 1, r.stderr
+    assert '2 tasks failed' in lines[0] and 'no attention layer of the UNet matches' in lines[0] and 'KeyError' not in lines[0], lines[0]
+
+def test_a_garbage_line_keeps_the_good_rows(tmp_path):
+    "Unclear case: one garbage line among good rows refused the whole resume; the good rows stay, the line is named in one warning, the rest reruns."
+    from layoutlab.bench import _start, Task
+    said = []
+    start = lambda: _start('bench', 'tiny-sd15', None, 2, None, 0, 'away', None, tmp_path/'b.json', said.append, methods=['layout_control'])
+    _, _, stream, spec = start()
+    for k in range(3): stream.write(dict(key=Task('bench', k, 'none').key, config=spec['config'], iou=0.5))
+    with open(stream.path, 'a') as f: f.write('\x00\x01 not a row\n')
+    stream = start()[2]
+    stream.write(dict(key=Task('bench', 3, 'none').key, config=spec['config'], iou=0.5))   # a later run appends after the bad line
+    said.clear()
+    done = start()[2].done
+    assert sorted(done) == [Task('bench', k, 'none').key for k in range(4)]   # every good row kept: only the missing tasks run
+    warn = [s for s in said if s.startswith('warning:')]
+    assert len(warn) == 1 and f"{stream.path} line 4 is not JSON: skipped" in warn[0], said
+    assert 'resuming: 4 rows' in ' '.join(said)
