@@ -10,7 +10,7 @@ import numpy as np
 from .metrics import coco_ap, APResampler
 
 # %% auto #0
-__all__ = ['ORDER', 'PAPER_AP50', 'TABLE_METHODS', 'CONTRASTS', 'LABELS', 'SPLIT', 'PAPER_READING', 'STUDY_METHODS', 'SECONDS',
+__all__ = ['ORDER', 'PAPER_AP50', 'TABLE_METHODS', 'CONTRASTS', 'LABELS', 'SPLIT', 'PAPER_READING', 'STUDY_METHODS',
            'REGIME_FILES', 'RERUNS', 'read_result', 'merge_rows', 'by_method', 'truths', 'ap_of', 'ablation_table',
            'markdown_table', 'paired_intervals', 'verdict', 'ordering_verdicts', 'split_table', 'split_figure',
            'readings_table', 'reading_name', 'readings_intervals', 'readings_summary', 'study_commands', 'result_files',
@@ -254,9 +254,6 @@ def readings_summary(readings:dict, # regime -> dict(table=`readings_table`, int
 
 # %% ../nbs/20_ablation.ipynb #d2b17734
 STUDY_METHODS = ('aef_backprop', 'naef_backprop', 'aef_adaptive', 'naef_adaptive', 'layout_control', 'ilgd')
-SECONDS = {'none': 1.0, 'ilgd': 1.5}  # per image at 50 steps on one CPU thread; others 2.5
-
-def _cost(runs:dict, steps:int)->float: return sum(k * SECONDS.get(m, 2.5) for m, k in runs.items()) * steps / 50 / 60
 
 def study_commands(out='nbs/images', # folder of the result files
                    workers:int=2, # worker processes per command
@@ -268,7 +265,7 @@ def study_commands(out='nbs/images', # folder of the result files
                    regimes=('away', 'near', 'random')
                   )->list: # per command: what, argv, runs, cpu_minutes
     "The commands of the ablation study in order, each resumable, with its expected CPU cost."
-    from layoutlab.bench import CALIBRATION
+    from layoutlab.bench import CALIBRATION, cpu_minutes as _cost
     out, common = Path(out), ['--workers', str(workers), '--steps', str(steps), '--no-progress']
     calib = str(out/'ablation_calib_shapes.json')
     ms = ','.join(STUDY_METHODS)

@@ -17,13 +17,14 @@ from .shapes import scene, detect
 from .metrics import layout_iou, presence, box_iou
 
 # %% auto #0
-__all__ = ['REGIMES', 'BENCH_METHODS', 'SWEEPS', 'CALIBRATION', 'INHERITS', 'SPLIT_NAMES', 'PUBLISHED', 'away_boxes',
+__all__ = ['REGIMES', 'BENCH_METHODS', 'SWEEPS', 'CALIBRATION', 'INHERITS', 'SPLIT_NAMES', 'SECONDS', 'PUBLISHED', 'away_boxes',
            'near_boxes', 'box_sides', 'regime_boxes', 'unguided_layout', 'bench_layouts', 'layout_objects',
            'run_method', 'summarize', 'table', 'layout_at', 'calibration_report', 'calibrated_values',
            'method_overrides', 'best_values', 'BenchError', 'Task', 'worker_pipeline', 'layout_task', 'method_task',
            'split_summary', 'read_rows', 'RowStream', 'dask_client', 'run_tasks', 'results_dataset', 'open_recordings',
-           'calibration_table', 'run_benchmark', 'read_calibration', 'run_calibration', 'parse_param', 'run_sweep',
-           'method_figure', 'inner_iteration_report', 'calibration_figure']
+           'calibration_table', 'cpu_minutes', 'bench_plan', 'plan_line', 'run_benchmark', 'read_calibration',
+           'run_calibration', 'parse_param', 'run_sweep', 'method_figure', 'inner_iteration_report',
+           'calibration_figure']
 
 # %% ../nbs/19_bench.ipynb #2134d141
 def away_boxes(avoid:list, # per object, the box to stay away from (None: anything goes)
@@ -595,6 +596,36 @@ def _write_json(path:Path, res:dict):
     tmp = path.with_name(path.name + '.partial')
     tmp.write_text(json.dumps(res, indent=1)); os.replace(tmp, path)
 
+# %% ../nbs/19_bench.ipynb #b2d7c043
+SECONDS = {'none': 1.0, 'ilgd': 1.5, 'gradsam': 130.}  # CPU seconds per image at 50 steps on one thread (ShapesSD); others 2.5
+
+def cpu_minutes(runs:dict, # method -> number of runs
+                steps:int=50 # DDIM steps of each run
+               )->float: # the estimated CPU-minutes of these runs
+    "CPU-minutes of runs, priced by `SECONDS` (scaled by the steps)."
+    return sum(k * SECONDS.get(m, 2.5) for m, k in runs.items()) * steps / 50 / 60
+
+def bench_plan(n:int, # benchmark layouts
+               n_sweep:int, # calibration layouts (0: a calibration file or none)
+               methods:list, # guided methods
+               steps:int=50 # DDIM steps
+              )->dict: # runs per method, their total and the CPU-minutes
+    "What a benchmark runs: each layout unguided and with every method, and each calibration grid point on each calibration layout."
+    runs = {'none': n + n_sweep, **{m: n + n_sweep * (len(CALIBRATION[m][2]) if m in CALIBRATION else 0) for m in methods}}
+    return dict(runs=runs, total=sum(runs.values()), calibration=n_sweep, cpu_minutes=cpu_minutes(runs, steps))
+
+def plan_line(plan:dict, # from `bench_plan`
+              workers:int=None, # local workers (None: a remote scheduler, no wall-time guess)
+              regime:str='random' # the layout regime
+             )->str:
+    "The line a benchmark prints before it starts."
+    cal = f", {plan['calibration']} calibration layouts first" if plan['calibration'] else ''
+    mins = lambda m: f"{m:.0f}" if m >= 10 else f"{m:.1f}"
+    wall = f", ~{mins(plan['cpu_minutes'] / workers)} min on {workers} workers" if workers else ''
+    low = ' at least' if regime in ('away', 'near') else ''
+    return (f"will run{low} {plan['total']} images ({', '.join(f'{m} {k}' for m, k in plan['runs'].items())}){cal}: "
+            f"about {mins(plan['cpu_minutes'])} CPU-minutes of sampling{wall} on a quiet CPU, plus start-up")
+
 # %% ../nbs/19_bench.ipynb #b685f458
 def run_benchmark(model:str='shapes', # a `load_pipeline` name
                   n:int=100, # benchmark layouts
@@ -627,6 +658,7 @@ def run_benchmark(model:str='shapes', # a `load_pipeline` name
         _disjoint(seed0, n, cal['seed0'], cal['n'])
         per_method, report = cal['calibration'], cal['report']
     if n_sweep: _disjoint(seed0, n, calib_seed0, n_sweep)
+    log(plan_line(bench_plan(n, n_sweep, methods, steps), workers if scheduler is None else None, regime))
     out, nc, stream, spec = _start('bench', model, device, steps, cfg, seed0, regime, record, out, log, objects=objects, methods=methods,
                                    n_sweep=n_sweep, calib_seed0=calib_seed0 if n_sweep else None, grids={m: CALIBRATION[m] for m in methods if m in CALIBRATION} if n_sweep else None,
                                    calibration=per_method or None, overrides=overrides)
