@@ -667,6 +667,8 @@ def _close(self:Recorder):
     "Stop recording without finishing: release the lock and keep what was written in the partial file. Never raises."
     try:
         try: self.wait()
+        except RecordingError as e:
+            if e is not self.failed: raise                   # a write error is the run's: raised where the run met it
         finally: self._stop_writer()
         if self.w is not None and not self.done: self.w.close()
         if self.tmp is not None and not self.done: self.tmp.cleanup()

@@ -64,6 +64,7 @@ def check_fault(r, p, causes):
     lines = error_lines(r)
     assert len(lines) == 1, r.stderr[-1500:]
     assert str(partial_path(p)) in lines[0] and any(c in lines[0] for c in causes), lines[0]
+    assert 'Traceback' not in r.stderr and r.stderr.count('could not be written') == 1, r.stderr[-1500:]   # said once
     rec = load_recording(partial_path(p))
     n = rec.sizes['step']
     assert n >= 1 and rec.attrs['steps_completed'] == n
