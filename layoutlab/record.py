@@ -4,18 +4,18 @@
 
 # %% ../nbs/03_record.ipynb #f7ec6f7e
 from __future__ import annotations
-import json, os, tempfile, warnings
+import errno, hashlib, json, os, re, stat, tempfile, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'CONVENTIONS', 'VARIABLES', 'FLAGS', 'SCHEMA_ATTR', 'VERIFY_BYTES', 'describe', 'dim_values',
-           'is_recording', 'partial_path', 'RecordingError', 'Recorder', 'load_recording', 'schema_table']
+__all__ = ['SCHEMA_VERSION', 'CONVENTIONS', 'VARIABLES', 'FLAGS', 'SCHEMA_ATTR', 'CHECKSUMS_ATTR', 'VERIFY_BYTES', 'describe',
+           'dim_values', 'is_recording', 'partial_path', 'RecordingError', 'Recorder', 'load_recording', 'schema_table']
 
 # %% ../nbs/03_record.ipynb #3602199a
-SCHEMA_VERSION = 2 # 1: recordings before checksums and CF attributes (still readable)
+SCHEMA_VERSION = 3 # 1: before checksums and CF attributes; 2: before attribute checksums (both still readable)
 CONVENTIONS = 'CF-1.10'
 
 VARIABLES = {  # name -> (long_name, units); units None where the quantity has none (indices, names, codes)
@@ -98,12 +98,12 @@ class _NetCDF:
     def __init__(self, path):
         import h5netcdf, h5py
         self.path, self.h5netcdf, self.str_dtype = path, h5netcdf, h5py.string_dtype()
-        self._f = h5netcdf.File(path, 'w-')                  # fails, rather than truncates, if the file exists
+        self._f = h5netcdf.File(path, 'w-', locking=False)   # fails, rather than truncates, if the file exists; no HDF5 lock (ours guards writers)
         self._h5, self._along = None, None                   # the h5py handle the steps are appended through, its variables
     @property
     def f(self):
         if self._h5 is not None: self._h5.close(); self._h5 = None; self._along = None   # new variables go through h5netcdf
-        if self._f is None: self._f = self.h5netcdf.File(self.path, 'a')
+        if self._f is None: self._f = _unlocked(lambda l: self.h5netcdf.File(self.path, 'a', locking=l), False, None)
         return self._f
     def group(self, name):
         n = name.strip('/')
@@ -127,7 +127,7 @@ class _NetCDF:
         "Row i of every per-step variable, through plain h5py (a few h5py calls), then the root's attributes."
         import h5py
         if self._f is not None: self._f.close(); self._f = None   # variables made this step (h5netcdf): on disk first
-        if self._h5 is None: self._h5 = h5py.File(self.path, 'a')
+        if self._h5 is None: self._h5 = _unlocked(lambda l: h5py.File(self.path, 'a', locking=l), False, None)
         if self._along is None:                              # every per-step variable, and each group's `step` dimension
             f = self._h5
             groups = {name: f if name.strip('/') == '' else f[name.strip('/')] for name in rows}
@@ -139,9 +139,19 @@ class _NetCDF:
         self._h5.flush()                                     # HDF5 writes its metadata out: the file is whole on disk
     def flush(self):
         if self._f is not None: self._f.close(); self._f = None; self._along = None   # new variables: list them again
+    def room(self, need):
+        "Refuse a step that might not fit: HDF5 stopped half-way through its metadata can leave every step unreadable."
+        _room(self.path, need)
     def close(self):
         self.flush()
         if self._h5 is not None: self._h5.close(); self._h5 = None
+    def abort(self):
+        "After a failed write: close both handles, ignoring their errors, and drop every reference to them."
+        for h in (self._h5, self._f):
+            try:
+                if h is not None: h.close()
+            except Exception: pass
+        self._h5 = self._f = self._along = None
 
 # %% ../nbs/03_record.ipynb #ba977787
 class _Zarr:
@@ -180,6 +190,8 @@ class _Zarr:
         self.attrs(self.root, root_attrs)
         self.rows = i + 1
     def flush(self): pass
+    def room(self, need): pass                               # every Zarr file is written aside and renamed: a failed write keeps the old one
+    def abort(self): self.arrays = {}
     def close(self):
         for arrays in self.arrays.values():
             for a in arrays.values():
@@ -198,17 +210,68 @@ def _json_attrs(d):
     "Attributes as Zarr holds them (JSON): numbers as numbers, dicts and None as JSON strings, as in NetCDF."
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v.item() if isinstance(v, np.generic) else v) for k, v in _attrs(d).items()}
 
+def _unlocked(open_, *order):
+    "`open_(locking)` for each locking value in `order` until HDF5 accepts one. Across processes, no HDF5 lock means a reader never blocks a writer; within a process HDF5 wants the flags a file is already open with."
+    for k, locking in enumerate(order):
+        try: return open_(locking)
+        except OSError as e:
+            if 'lock' not in str(e) or k == len(order) - 1: raise
+
+def _room(path:Path, need:int):
+    "OSError (ENOSPC or EFBIG) unless `need` more bytes fit on the disk holding `path` and under the file-size limit."
+    st = os.statvfs(path.parent)
+    free = st.f_bavail * st.f_frsize
+    if free < need: raise OSError(errno.ENOSPC, f"No space left on device ({free} bytes free, a step needs up to {need})")
+    try: import resource
+    except ImportError: return                               # no file-size limits here
+    limit, size = resource.getrlimit(resource.RLIMIT_FSIZE)[0], path.stat().st_size
+    if limit != resource.RLIM_INFINITY and size + need > limit:
+        raise OSError(errno.EFBIG, f"File too large (the file-size limit, ulimit -f, is {limit} bytes; {size} are written and a step needs up to {need})")
+
+def _cause(e:BaseException)->str:
+    "An error as one short line: the OS's words for its errno, HDF5's multi-line messages cut to their first line."
+    n = getattr(e, 'errno', None)
+    m = re.search(r'errno = (\d+)', str(e))
+    if n is None and m: n = int(m.group(1))
+    text = ' '.join(str(e).split())
+    if isinstance(e, OSError) and e.strerror and n is not None: text = e.strerror
+    elif n is not None: text = f"{os.strerror(n)} ({text[:120]})"
+    return f"{type(e).__name__}: {text[:200]}"
+
+def _canon(v):
+    "An attribute value as JSON, the same whether it comes from the writer or back from HDF5 or Zarr."
+    if isinstance(v, bytes): v = v.decode('utf-8', 'replace')
+    if isinstance(v, np.ndarray) and v.size == 1: v = v.reshape(())   # NetCDF keeps a number as an array of one
+    if isinstance(v, (np.ndarray, np.generic)): v = v.tolist()
+    return json.dumps(v, sort_keys=True, ensure_ascii=False)
+
+def _digest(v)->str: return hashlib.sha256(_canon(v).encode()).hexdigest()[:16]
+
 def _np(v): return v.detach().float().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)
 
 # %% ../nbs/03_record.ipynb #a3cdd9d9
 SCHEMA_ATTR = 'layoutlab_schema'
 
+_KINDS = {stat.S_IFIFO: 'a FIFO (named pipe)', stat.S_IFSOCK: 'a socket', stat.S_IFCHR: 'a character device', stat.S_IFBLK: 'a block device'}
+
+def _odd_kind(path:Path)->str:
+    "What `path` is when it is neither a regular file nor a folder (opening a FIFO waits for ever); '' otherwise."
+    try: mode = os.stat(path).st_mode                     # follows a symlink: a link to a FIFO hangs as well
+    except OSError: return ''
+    return '' if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else _KINDS.get(stat.S_IFMT(mode), 'not a regular file')
+
+def _read_root_attrs(path:Path)->dict:
+    "Root attributes of a NetCDF file or Zarr store, read without xarray and without HDF5's file lock; raises when unreadable."
+    if path.is_dir():
+        if _odd_kind(path/'zarr.json'): raise OSError(f"{path/'zarr.json'} is {_odd_kind(path/'zarr.json')}")
+        return json.loads((path/'zarr.json').read_text()).get('attributes', {}) or {}
+    if _odd_kind(path): raise OSError(f"{path} is {_odd_kind(path)}")
+    import h5py
+    with _unlocked(lambda l: h5py.File(path, 'r', locking=l), None, False) as f: return dict(f.attrs)   # a writer's HDF5 lock: read without
+
 def _root_attrs(path:Path)->dict:
-    "Root attributes of a NetCDF file or Zarr store, read without xarray; {} when unreadable."
-    try:
-        if path.is_dir(): return json.loads((path/'zarr.json').read_text()).get('attributes', {}) or {}
-        import h5py
-        with h5py.File(path, 'r') as f: return dict(f.attrs)
+    "Root attributes of a NetCDF file or Zarr store; {} when unreadable."
+    try: return _read_root_attrs(path)
     except Exception: return {}
 
 def is_recording(path # a file or folder
@@ -249,34 +312,61 @@ class Recorder:
         if tokens not in ('prompt', 'all'): raise ValueError(f"tokens must be 'prompt' or 'all', got {tokens!r}")
         self.path, self.layers, self.heads, self.float16, self.branch, self.tokens = path, layers, heads, float16, branch, tokens
         self.overwrite, self.n, self.w, self.lock, self.done, self.tmp, self.file = overwrite, 0, None, None, False, None, None
-        self.background, self._pool, self._pending = background, None, None
-        if path is not None: self._claim(Path(path))
+        self.background, self._pool, self._pending, self.closed, self.failed = background, None, None, False, None
+        if path is not None: self._check(Path(path))
 
     def __enter__(self): return self
     def __exit__(self, *exc): self.close(); return False
 
 # %% ../nbs/03_record.ipynb #a09e2cd8
-def _claim(self:Recorder, path:Path):
-    "Take the lock on `path` and check that nothing a user owns would be replaced; fails in one line."
-    from filelock import FileLock, Timeout
+def _lock(path:Path):
+    from filelock import FileLock
+    return FileLock(path.with_name(f".{path.name}.lock"), timeout=0)
+
+def _busy(path:Path, lock)->RecordingError:
+    return RecordingError(f"{path} is being written by another run (lock {lock.lock_file} is held); wait for it, "
+                          "write elsewhere, or close() the Recorder of an earlier failed run in this session")
+
+def _drop_lock(lock):
+    "Release a lock we hold and delete its file. Deleted while still held: a process that opened the old file finds it unlinked once it gets the lock, and filelock then retries on a new one."
+    try: Path(lock.lock_file).unlink(missing_ok=True)
+    except OSError: pass                                     # a lock file left behind is harmless
+    finally: lock.release()
+
+def _check(self:Recorder, path:Path):
+    "Check at once, before any model is loaded, that `path` can be written and nothing a user owns would be replaced; fails in one line. Takes no lock: `begin` does."
+    from filelock import Timeout
     if path.is_dir() and not _is_zarr(path) or path.name in ('', '.', '..'): raise RecordingError(f"{path} is a folder; give a file name ending in .nc or .zarr")
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(path.with_name(f".{path.name}.lock"), timeout=0)
+    lock = _lock(path)
     try: lock.acquire()
-    except Timeout: raise RecordingError(f"{path} is being written by another run (lock {lock.lock_file} is held); wait for it, "
-                                         "write elsewhere, or close() the Recorder of an earlier failed run in this session") from None
-    try:
-        for p, what in ((path, 'a recording'), (partial_path(path), 'an unfinished recording')):
-            if not (p.exists() or p.is_symlink()): continue
-            if not is_recording(p): raise RecordingError(f"{p} exists and is not a layoutlab recording; refusing to replace it")
-            if not self.overwrite: raise RecordingError(f"{p} already holds {what}; pass overwrite=True (--overwrite) to replace it")
-    except BaseException: lock.release(); raise
+    except Timeout: raise _busy(path, lock) from None
+    try: self._check_paths(path)
+    finally: _drop_lock(lock)
+
+def _check_paths(self:Recorder, path:Path):
+    "The final and the partial path hold nothing, or a recording we may replace (a FIFO or a device is never opened)."
+    for p, what in ((path, 'a recording'), (partial_path(path), 'an unfinished recording')):
+        if kind := _odd_kind(p): raise RecordingError(f"{p} is {kind}, not a recording; refusing to open or replace it")
+        if not (p.exists() or p.is_symlink()): continue
+        if not is_recording(p): raise RecordingError(f"{p} exists and is not a layoutlab recording; refusing to replace it")
+        if not self.overwrite: raise RecordingError(f"{p} already holds {what}; pass overwrite=True (--overwrite) to replace it")
+
+def _claim(self:Recorder):
+    "Take the lock on the path for the run (at `begin`) and check the paths again under it."
+    from filelock import Timeout
+    path = Path(self.path)
+    lock = _lock(path)
+    try: lock.acquire()
+    except Timeout: raise _busy(path, lock) from None
+    try: self._check_paths(path)
+    except BaseException: _drop_lock(lock); raise
     self.lock = lock
 
 def _release(self:Recorder):
-    if self.lock is not None: self.lock.release(); self.lock = None
+    if self.lock is not None: _drop_lock(self.lock); self.lock = None
 
-Recorder._claim, Recorder._release = _claim, _release
+Recorder._check, Recorder._check_paths, Recorder._claim, Recorder._release = _check, _check_paths, _claim, _release
 
 # %% ../nbs/03_record.ipynb #f76c5d9b
 def _begin(self:Recorder,
@@ -287,17 +377,37 @@ def _begin(self:Recorder,
            attrs:dict, # provenance: prompt, layout (JSON), model, method, params...
            phrases:list=None # the layout's phrases, for the `object` coordinate (default: from `attrs['layout']`)
           ):
-    "Open the (partial) file and lay out the root."
-    import layoutlab
+    "Take the lock, open the (partial) file and lay out the root; a file that cannot be started is a one-line error."
     if self.done or self.w is not None: raise RecordingError("this Recorder has recorded a run already; make a new one for the next run")
+    if self.closed: raise RecordingError(f"{self.path}: this Recorder was closed; make a new one")
+    _check_layers(layers)
     self.tmp = None
     if self.path is None:
         self.tmp = tempfile.TemporaryDirectory(prefix='layoutlab-'); file = Path(self.tmp.name)/'recording.nc'
     else:
+        self._claim()
         file = partial_path(self.path)
-        if self.lock is None: raise RecordingError(f"{self.path}: this Recorder was closed; make a new one")
-        if file.exists() or file.is_symlink(): _discard_recording(file)   # an earlier unfinished run; allowed by overwrite=True in __init__
-    self.file, self.w, self.n = file, _writer(file), 0
+        if file.exists() or file.is_symlink(): _discard_recording(file)   # an earlier unfinished run; allowed by overwrite=True
+    self.file, self.n, self.n_keys = file, 0, len(token_text)
+    try: return self._start(layers, token_text, n_prompt, latent_hw, attrs, phrases)
+    except Exception as e:
+        if self.w is not None: self.w.abort()
+        self.w = None; self._stop_writer(); self._release()
+        if self.tmp is not None: self.tmp.cleanup()
+        self.closed = True
+        raise RecordingError(f"{file}: the recording could not be started: {_cause(e)}") from None
+
+def _check_layers(layers):
+    "Self-attention layers (diffusers' `attn1`) have image cells for keys, not prompt tokens: refuse them by name."
+    own = [l for l in layers if str(l).rsplit('.', 1)[-1] == 'attn1']
+    if own: raise RecordingError(f"self-attention layers cannot be recorded (their keys are image cells, not prompt tokens): "
+                                 f"{', '.join(own)}; record cross-attention, e.g. layers='*attn2' (the default)")
+
+def _start(self:Recorder, layers, token_text, n_prompt, latent_hw, attrs, phrases):
+    "`begin`'s writing part: the writer, the root's attributes and the step coordinates."
+    import layoutlab
+    self.w = _writer(self.file)
+    self._sums, self._strs = {}, {}
     if self.background:
         from concurrent.futures import ThreadPoolExecutor
         self._pool = ThreadPoolExecutor(1, thread_name_prefix='layoutlab-recorder')
@@ -308,9 +418,9 @@ def _begin(self:Recorder,
     self.groups, self._res, self.series, self.sizes, self.coords = {}, {}, {}, {}, {}
     root = self.w.group('/')
     self.w.dims(root, {'step': None})
-    self.w.attrs(root, {'Conventions': CONVENTIONS, 'title': 'layoutlab recording', SCHEMA_ATTR: SCHEMA_VERSION,
+    self.w.attrs(root, self._signed({'Conventions': CONVENTIONS, 'title': 'layoutlab recording', SCHEMA_ATTR: SCHEMA_VERSION,
                         'layoutlab_version': layoutlab.__version__, 'branch': self.branch,
-                        'heads': 'per head' if self.heads else 'averaged', **attrs, 'steps_completed': 0})
+                        'heads': 'per head' if self.heads else 'averaged', **attrs, 'steps_completed': 0}))
     self._new_series('/', 'step', (), np.zeros((), 'i8'))
     self._new_series('/', 'timestep', (), np.zeros((), 'f8'))
     self.w.attrs(root, self._inventory())
@@ -324,7 +434,7 @@ def _phrases(layout):
         return [str(o['phrase']) for o in d.get('objects') or []] if isinstance(d, dict) else None
     except Exception: return None
 
-Recorder.begin = _begin
+Recorder.begin, Recorder._start = _begin, _start
 
 # %% ../nbs/03_record.ipynb #b847e93d
 from .attention import grid_size, to_grid
@@ -349,6 +459,8 @@ def _static(self:Recorder, group, name, dims, values):
     "A coordinate variable, with its CF attributes."
     self.w.static(self.w.group(group), name, dims, values, describe(name))
     self.coords.setdefault(group, []).append(name)
+    if np.asarray(values).dtype.kind in 'UO':               # strings have no chunk checksum: the root keeps theirs
+        self._strs[f"/{group.strip('/')}/{name}".replace('//', '/')] = _digest([str(x) for x in np.ravel(values)])
 
 def _new_series(self:Recorder, group, name, dims, value, extra=None):
     "A per-step variable shaped like `value`, holding fill for the steps before this one."
@@ -434,6 +546,7 @@ def _step(self:Recorder,
           **values # named quantities: a number/tensor, or a (dims, value) pair
          ):
     "Append one step: checked and copied to the host now, written and flushed to disk by the writer thread."
+    if self.failed is not None: raise self.failed
     if self.w is None or self.done: raise RecordingError("Recorder.step before begin (or after finish)")
     self.wait()                                             # the previous step is on disk (at most one in flight)
     i = self.n
@@ -446,6 +559,9 @@ def _step(self:Recorder,
     _check_new(self, values)
     values['step'], values['timestep'] = ((), np.asarray(i if index is None else index)), ((), np.asarray(float(timestep)))
     maps = {k: v for k, v in (maps or {}).items() if k in self.layer_names}
+    odd = [k for k, v in maps.items() if v.shape[-1] != self.n_keys]
+    if odd: raise RecordingError(f"layers {', '.join(odd)}: their maps have {maps[odd[0]].shape[-1]} keys, not the prompt's "
+                                 f"{self.n_keys} tokens (self-attention?); record cross-attention layers only")
     arrays = {k: self._prepare(v) for k, v in maps.items()}
     event = None
     if any(v.device.type == 'cuda' for v in maps.values()):
@@ -454,9 +570,30 @@ def _step(self:Recorder,
     self._pending = self._pool.submit(self._write, i, values, arrays, event)
 
 def _write(self:Recorder, i, values, arrays, event=None):
-    "Write step `i` (the writer thread's part of `step`): every series gets row i, then the step is counted and flushed."
+    "Write step `i` (the writer thread's part of `step`); a write error stops the recording with one line, keeping the finished steps."
     if event is not None: event.synchronize()
     arrays = {k: a.numpy() for k, a in arrays.items()}
+    def fail(e):
+        self.failed = RecordingError(f"{self.file}: step {i} could not be written ({_cause(e)}); the recording stops "
+                                     f"there, its {self.n} finished steps are kept in {self.file}")
+        return self.failed
+    try: self.w.room(self._need(values, arrays))          # nothing of the step is written when it may not fit
+    except OSError as e: raise fail(e) from None
+    try: self._put(i, values, arrays)
+    except Exception as e:
+        self.w.abort()                                       # an HDF5 file half-way through a step: no more writes
+        raise fail(e) from None
+
+def _need(self:Recorder, values, arrays)->int:
+    "Bytes a step may add to the file, generously: twice its data, 8 kB per new variable and 4 kB per series (HDF5's metadata), 64 kB more."
+    raw = sum(a.nbytes for a in arrays.values()) + sum(v.nbytes for _, v in values.values())
+    groups = {f'attention_{h}x{w}' for a in arrays.values() for h, w in [a.shape[-2:]]} - set(self.groups)
+    new = 2 * sum(k not in self.series.get('/', {}) for k in values) + 8 * len(groups)
+    old = sum(map(len, self.series.values()))
+    return 2 * raw + 8192 * new + 4096 * old + 65536 + 8 * len(json.dumps([self._sums, self._strs]))
+
+def _put(self:Recorder, i, values, arrays):
+    "Every series gets row i (new ones are made first), then the step is counted and flushed."
     for k, a in arrays.items(): self._res[k] = a.shape[-2:]
     got = {}
     for k, a in arrays.items():
@@ -481,20 +618,33 @@ def _wait(self:Recorder):
     if pending is not None: pending.result()
 
 def _inventory(self:Recorder, n:int=None)->dict:
-    "Root attributes that let a reader check the recording: steps completed and every variable of every group."
+    "Root attributes that let a reader check the recording: steps completed, every variable of every group, and the checksums."
     names = {'/' + g.strip('/'): sorted(self.coords.get(g, []) + list(s)) for g, s in self.series.items()}
-    return {'steps_completed': self.n if n is None else n, 'layoutlab_variables': json.dumps(names),
-            'coordinates': ' '.join(['timestep'] + (['phrase'] if 'phrase' in self.coords.get('/', []) else []))}
+    return self._signed({'steps_completed': self.n if n is None else n, 'layoutlab_variables': json.dumps(names),
+                         'coordinates': ' '.join(['timestep'] + (['phrase'] if 'phrase' in self.coords.get('/', []) else []))})
 
-Recorder.step, Recorder._write, Recorder.wait, Recorder._inventory = _step, _write, _wait, _inventory
+CHECKSUMS_ATTR = 'layoutlab_checksums'
+
+def _signed(self:Recorder, d:dict)->dict:
+    "Root attributes `d`, plus the checksum of every root attribute written so far and of every string coordinate."
+    for k, v in (_json_attrs if isinstance(self.w, _Zarr) else _attrs)(d).items(): self._sums[k] = _digest(v)
+    return {**d, CHECKSUMS_ATTR: json.dumps({'attrs': self._sums, 'strings': self._strs}, sort_keys=True)}
+
+Recorder.step, Recorder._write, Recorder._need, Recorder._put, Recorder.wait = _step, _write, _need, _put, _wait
+Recorder._inventory, Recorder._signed = _inventory, _signed
 
 # %% ../nbs/03_record.ipynb #22677f5d
 def _finish(self:Recorder)->xr.DataTree:
     "Close the file, rename the partial recording to `path`, release the lock, and return the recording."
     if self.done: raise RecordingError("Recorder.finish called twice")
-    try: self.wait()
-    finally: self._stop_writer()
-    self.w.close(); self.done = True
+    try:
+        if self.failed is not None: raise self.failed
+        self.wait()
+        self._stop_writer()
+        try: self.w.close()
+        except Exception as e: raise RecordingError(f"{self.file}: the recording could not be closed: {_cause(e)}") from None
+    except BaseException: self.close(); raise               # the lock is released, what was written stays
+    self.done = True
     if self.tmp is not None:
         try: return load_recording(self.file, lazy=False, verify=False)
         finally: self.tmp.cleanup()
@@ -517,11 +667,13 @@ def _close(self:Recorder):
     "Stop recording without finishing: release the lock and keep what was written in the partial file. Never raises."
     try:
         try: self.wait()
+        except RecordingError as e:
+            if e is not self.failed: raise                   # a write error is the run's: raised where the run met it
         finally: self._stop_writer()
         if self.w is not None and not self.done: self.w.close()
         if self.tmp is not None and not self.done: self.tmp.cleanup()
     except Exception as e: warnings.warn(f"closing the recording {self.file}: {type(e).__name__}: {e}", RuntimeWarning)
-    finally: self._release()
+    finally: self._release(); self.closed = True
 
 def _stop_writer(self:Recorder):
     if self._pool is not None: self._pool.shutdown(wait=True); self._pool = None
@@ -538,6 +690,7 @@ class _Guarded:
         try: return np.asarray(self.read(key))
         except RecordingError: raise
         except Exception as e:
+            if _vanished(e): raise RecordingError(f"{self.where} cannot be read: the recording was moved or deleted since it was opened") from e
             raise RecordingError(f"{self.where} cannot be read, the recording is damaged: {type(e).__name__}: {str(e)[:160]}") from e
 
 def _guard(dims, shape, dtype, read, where, lazy):
@@ -551,12 +704,12 @@ def _guard(dims, shape, dtype, read, where, lazy):
 # %% ../nbs/03_record.ipynb #c4464fe9
 def _open_netcdf(path:Path)->dict:
     "Every group of a NetCDF recording as a lazy Dataset (nothing read)."
-    return dict(xr.open_groups(path, engine='h5netcdf'))
+    return dict(_unlocked(lambda l: xr.open_groups(path, engine='h5netcdf', driver_kwds=None if l is None else {'locking': l}), None, False))
 
 def _netcdf_names(path:Path)->dict:
     "The names in every group of a NetCDF file, read with h5py."
     import h5py
-    with h5py.File(path, 'r') as f:
+    with _unlocked(lambda l: h5py.File(path, 'r', locking=l), None, False) as f:
         groups = ['/']
         f.visit(lambda k: groups.append('/' + k) if isinstance(f[k], h5py.Group) else None)
         return {g: set(f[g].keys()) for g in groups}
@@ -568,15 +721,16 @@ def _verify_netcdf(path:Path):
         if not isinstance(obj, h5py.Dataset) or obj.dtype.kind not in 'biuf' or not obj.size: return
         try: obj[...]
         except Exception as e: raise RecordingError(f"{path}: variable /{name} cannot be read, the recording is damaged: {type(e).__name__}: {str(e)[:160]}") from e
-    with h5py.File(path, 'r') as f: f.visititems(check)
+    with _unlocked(lambda l: h5py.File(path, 'r', locking=l), None, False) as f: f.visititems(check)
 
-def _open_zarr(path:Path, n:int)->dict:
+def _open_zarr(path:Path, n:int, listed:dict=None)->dict:
     "Every group of a Zarr recording as a Dataset of raw arrays cut to `n` steps, after checking each step's chunk is there."
     import zarr
     out = {}
     def visit(g, name):
         variables = {}
         for k, a in sorted(g.arrays()):
+            if listed is not None and k not in listed.get(name, ()): continue   # made by a step that did not finish
             dims, where = tuple(a.metadata.dimension_names or ()), f"{path}: variable {name.rstrip('/')}/{k}"
             shape = a.shape
             if dims[:1] == ('step',):
@@ -588,25 +742,76 @@ def _open_zarr(path:Path, n:int)->dict:
                 shape = (n,) + a.shape[1:]
             variables[k] = (dims, shape, a, dict(a.attrs))
         out[name] = (dict(g.attrs), variables)
-        for k, sub in sorted(g.groups()): visit(sub, f"/{sub.path}")
+        for k, sub in sorted(g.groups()):
+            if listed is None or f"/{sub.path}" in listed: visit(sub, f"/{sub.path}")
     visit(zarr.open_group(str(path), mode='r'), '/')
     return out
 
 # %% ../nbs/03_record.ipynb #1a1847bc
+def _listed(path, attrs)->dict:
+    "The variables of every group, as the root lists them."
+    try: return {g: set(names) for g, names in json.loads(attrs.get('layoutlab_variables', '{}')).items()}
+    except Exception: raise RecordingError(f"{path}: its list of variables is unreadable, the recording is damaged") from None
+
 def _check_inventory(path, attrs, present:dict):
     "Every variable the recording lists must be there."
-    try: listed = json.loads(attrs.get('layoutlab_variables', '{}'))
-    except Exception: raise RecordingError(f"{path}: its list of variables is unreadable, the recording is damaged") from None
+    listed = _listed(path, attrs)
     for g, names in listed.items():
         if g not in present: raise RecordingError(f"{path}: group {g} is missing, the recording is damaged")
         for k in names:
             if k not in present[g]: raise RecordingError(f"{path}: variable {g.rstrip('/')}/{k} is missing, the recording is damaged")
 
+def _schema(path, attrs)->int:
+    "The recording's schema; a newer one, or one that is not a number, is refused: a newer layoutlab wrote it."
+    import layoutlab
+    v = np.ravel(attrs[SCHEMA_ATTR])
+    v = v[0] if v.size == 1 else v.tolist()
+    v = v.decode('utf-8', 'replace') if isinstance(v, bytes) else v
+    try: s = int(str(v).strip()) if not isinstance(v, (float, np.floating)) else None
+    except ValueError: s = None
+    if s is None or s > SCHEMA_VERSION:
+        what = f"schema {s}" if s is not None else f"schema {v!r}, which this layoutlab cannot parse"
+        raise RecordingError(f"{path} was written by a newer layoutlab (recording {what}; layoutlab {layoutlab.__version__} "
+                             f"reads schemas 1 to {SCHEMA_VERSION}): upgrade layoutlab to read it")
+    if s < 2: raise RecordingError(f"{path}: its {SCHEMA_ATTR} is {s}, which no layoutlab writes; the recording is damaged")
+    return s
+
+def _checked_attrs(path, attrs, schema:int)->dict:
+    "Check every root attribute against its checksum (schema 3 on); returns the checksums of the string coordinates."
+    if schema < 3: return {}
+    if CHECKSUMS_ATTR not in attrs: raise RecordingError(f"{path}: its attribute checksums ({CHECKSUMS_ATTR}) are missing, the recording is damaged")
+    try:
+        sums = json.loads(attrs[CHECKSUMS_ATTR])
+        want, strings = dict(sums['attrs']), dict(sums['strings'])
+    except Exception: raise RecordingError(f"{path}: its attribute checksums ({CHECKSUMS_ATTR}) are unreadable, the recording is damaged") from None
+    missing = [k for k in want if k not in attrs]
+    bad = [k for k in want if k in attrs and _digest(attrs[k]) != want[k]]
+    if missing or bad:
+        said = ([f"attribute(s) {', '.join(bad)} do not match their checksum"] if bad else []) + ([f"attribute(s) {', '.join(missing)} are missing"] if missing else [])
+        raise RecordingError(f"{path}: {'; '.join(said)}: the recording was edited or damaged")
+    return strings
+
+def _check_strings(path, tree, sums:dict):
+    "The string coordinates (layers, token text, phrases: HDF5 keeps no checksum for them) against the root's checksums."
+    bad = []
+    for key, want in sums.items():
+        g, _, name = key.rpartition('/')
+        try: v = tree[g or '/'].to_dataset(inherit=False).variables[name].values
+        except KeyError: bad.append(key); continue
+        if _digest([str(x) for x in np.ravel(v)]) != want: bad.append(key)
+    if bad: raise RecordingError(f"{path}: variable(s) {', '.join(bad)} do not match their checksum: the recording was edited or damaged")
+
+def _zread(a, key, path:Path):
+    "Read from a Zarr array; a store moved away reads as fill values, so that is an error here."
+    v = a[key]
+    if not (path/'zarr.json').exists(): raise FileNotFoundError(errno.ENOENT, 'the recording was moved or deleted since it was opened', str(path))
+    return v
+
 def _zarr_dataset(path, name, attrs, variables, lazy)->xr.Dataset:
     "One Zarr group as a Dataset, every read guarded, coordinates decoded as xarray decodes them."
     vs = {}
     for k, (dims, shape, a, vattrs) in variables.items():
-        data = _guard(dims, shape, a.dtype if a.dtype.kind in 'biufc' else object, lambda key, a=a: a[key],
+        data = _guard(dims, shape, a.dtype if a.dtype.kind in 'biufc' else object, lambda key, a=a: _zread(a, key, path),
                       f"{path}: variable {name.rstrip('/')}/{k}", lazy and 'step' in dims and k not in ('step', 'timestep'))
         vs[k] = xr.Variable(dims, data, vattrs)
     return xr.decode_cf(xr.Dataset(vs, attrs=attrs))
@@ -631,19 +836,57 @@ def load_recording(path, # a `.nc` file or `.zarr` folder written by `Recorder`
                   )->xr.DataTree:
     "Open a recording as a DataTree; damage is a `RecordingError` naming the file and the variable."
     path = Path(path)
+    if kind := _odd_kind(path): raise RecordingError(f"{path} is {kind}, not a recording; refusing to open it")
     if not path.exists():
         hint = f" (an unfinished one is at {partial_path(path)})" if partial_path(path).exists() else ''
         raise RecordingError(f"no recording at {path}{hint}")
-    attrs = _root_attrs(path)
+    try: return _open_recording(path, lazy, verify)
+    except Exception as e:
+        if path.exists() and not _vanished(e): raise
+    time.sleep(.1)                                           # a run finishing renames its recording: look once more
+    if path.exists():
+        try: return _open_recording(path, lazy, verify)
+        except Exception:
+            if path.exists(): raise
+    final = path.with_name(path.name.replace('.partial', '', 1))
+    hint = f"; its run has finished: the recording is now at {final}" if final != path and final.exists() else ''
+    raise RecordingError(f"{path} was moved or deleted while it was being opened{hint}")
+
+def _vanished(e:BaseException)->bool:
+    "Whether a file went missing under the reader (FileNotFoundError anywhere in the chain)."
+    while e is not None:
+        if isinstance(e, FileNotFoundError): return True
+        e = e.__cause__ or e.__context__
+    return False
+
+def _being_written(path:Path)->bool:
+    "Whether a run holds the lock of the recording at `path` (or of the final name of a partial one)."
+    from filelock import Timeout
+    final = path.with_name(path.name.replace('.partial', '', 1))
+    if not final.with_name(f".{final.name}.lock").exists(): return False
+    lock = _lock(final)
+    try: lock.acquire()
+    except Timeout: return True
+    lock.release(); return False
+
+def _open_recording(path:Path, lazy:bool, verify)->xr.DataTree:
+    is_dir = path.is_dir()                                  # decided once: a folder renamed away must not be read as a file
+    try: attrs = _read_root_attrs(path)
+    except Exception as e:
+        if _vanished(e): raise
+        if _being_written(path): raise RecordingError(f"{path} is being written by a run now and could not be read at this moment; open it when the run has finished") from None
+        attrs = {}
     if SCHEMA_ATTR not in attrs:
         if 'layoutlab_version' in attrs: return _load_v1(path, lazy)
-        if path.is_dir() or attrs: raise RecordingError(f"{path} is not a layoutlab recording (no {SCHEMA_ATTR} attribute)")
+        if is_dir or attrs: raise RecordingError(f"{path} is not a layoutlab recording (no {SCHEMA_ATTR} attribute)")
         raise RecordingError(f"{path} is not a readable recording (truncated, damaged, or not NetCDF/Zarr)")
+    schema = _schema(path, attrs)
+    strings = _checked_attrs(path, attrs, schema)
     try: n = int(np.ravel(attrs['steps_completed'])[0])
     except Exception: raise RecordingError(f"{path}: steps_completed is missing or unreadable, the recording is damaged") from None
     try:
-        if path.is_dir():
-            raw = _open_zarr(path, n)
+        if is_dir:
+            raw = _open_zarr(path, n, _listed(path, attrs) if 'layoutlab_variables' in attrs else None)
             _check_inventory(path, attrs, {g: v for g, (_, v) in raw.items()})
             out = {g: _zarr_dataset(path, g, a, v, lazy) for g, (a, v) in raw.items()}
         else:
@@ -651,13 +894,17 @@ def load_recording(path, # a `.nc` file or `.zarr` folder written by `Recorder`
             groups = _open_netcdf(path)
             out = {g: _netcdf_dataset(path, g, ds, n, lazy) for g, ds in groups.items()}
     except RecordingError: raise
-    except Exception as e: raise RecordingError(f"{path} is not a readable recording (truncated or damaged): {type(e).__name__}: {str(e)[:160]}") from None
+    except Exception as e:
+        if _vanished(e): raise
+        if _being_written(path): raise RecordingError(f"{path} is being written by a run now and could not be read at this moment; open it when the run has finished") from None
+        raise RecordingError(f"{path} is not a readable recording (truncated or damaged): {type(e).__name__}: {str(e)[:160]}") from None
     tree = xr.DataTree.from_dict(out)
-    if not path.is_dir():
+    if not is_dir:
         if lazy: tree.set_close(lambda: [ds.close() for ds in groups.values()])   # `tree.close()` releases the file
         else: [ds.close() for ds in groups.values()]                               # all read: release it now
+    _check_strings(path, tree, strings)
     if verify or verify is None and lazy and tree.nbytes <= VERIFY_BYTES:   # every chunk read once: its checksum checked
-        if path.is_dir():
+        if is_dir:
             for node in tree.subtree:
                 for v in node.dataset.data_vars.values(): v.values
         else: _verify_netcdf(path)

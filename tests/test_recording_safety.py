@@ -93,12 +93,17 @@ def test_second_writer_fails_at_once_first_finishes(tmp_path, ext):
 
 def test_lock_released_on_close_and_context_exit(tmp_path):
     p = tmp_path/'r.nc'
-    r = Recorder(p)
-    with pytest.raises(RecordingError, match='another run'): Recorder(p)
+    r = Recorder(p, layers=['mid'])
+    Recorder(p).close()                                     # a Recorder that has not begun holds no lock
+    r.begin(['mid'], TOKS, 3, (8, 8), dict(prompt='a'))      # the run takes the lock when it begins
+    with pytest.raises(RecordingError, match='another run'): Recorder(p, overwrite=True)
     r.close(); r.close()                                    # idempotent
-    with Recorder(p) as r2:
-        with pytest.raises(RecordingError, match='another run'): Recorder(p)
-    Recorder(p).close()
+    with Recorder(p, layers=['mid'], overwrite=True) as r2:
+        r2.begin(['mid'], TOKS, 3, (8, 8), dict(prompt='a'))
+        with pytest.raises(RecordingError, match='another run'): Recorder(p, overwrite=True)
+    Recorder(p, overwrite=True).close()
+    import layoutlab.record as record
+    record._discard_recording(partial_path(p))              # what the begun runs left (no steps)
     with pytest.raises(ZeroDivisionError):
         with Recorder(p): 1 / 0                               # a caller failing before sampling
     Recorder(p).close()
@@ -146,13 +151,15 @@ def _deleting_calls():
 
 def test_recorder_deletes_only_through_the_guarded_helper():
     calls = [c for c in _deleting_calls() if c[0] in ('record', 'sampler', 'cli')]
-    assert [(m, fn) for m, fn, _ in calls] == [('record', '_discard_recording')] * len(calls) and calls, calls
+    assert {(m, fn) for m, fn, _ in calls} == {('record', '_discard_recording'), ('record', '_drop_lock')}, calls
+    import inspect, layoutlab.record as record                # the lock's own file, deleted while the lock is held
+    assert 'Path(lock.lock_file).unlink' in inspect.getsource(record._drop_lock)
     src = (Path(layoutlab.__file__).parent/'record.py').read_text()
     assert "mode='w')" not in src and "'w')" not in src      # writers open exclusively ('w-'): never truncate
 
 def test_no_module_deletes_outside_the_guarded_helper():
     calls = _deleting_calls()
-    assert all((m, fn) == ('record', '_discard_recording') for m, fn, _ in calls), calls
+    assert all((m, fn) in (('record', '_discard_recording'), ('record', '_drop_lock')) for m, fn, _ in calls), calls
 
 def test_discard_refuses_what_is_not_a_recording(tmp_path):
     from layoutlab.record import _discard_recording
@@ -277,12 +284,21 @@ def test_plain_xarray_file_with_step_is_not_a_recording(tmp_path, engine):
     with pytest.raises(RecordingError, match='not a layoutlab recording'): Recorder(p, overwrite=True)
     xr.testing.assert_identical(xr.open_dataset(p, engine=engine).load(), ds)   # still there, unchanged
 
+def resign(p, **attrs):
+    "Set root attributes of a NetCDF recording as its writer would, their checksums included."
+    import json
+    from layoutlab.record import _digest, CHECKSUMS_ATTR
+    with h5py.File(p, 'a') as f:
+        for k, v in attrs.items(): f.attrs[k] = v
+        sums = json.loads(f.attrs[CHECKSUMS_ATTR]); sums['attrs'].update({k: _digest(v) for k, v in attrs.items()})
+        f.attrs[CHECKSUMS_ATTR] = json.dumps(sums, sort_keys=True)
+
 def test_steps_completed_cuts_a_half_written_step(originals, tmp_path):
     "A run killed between writing a step's data and counting it: the step does not count."
     p = _copy(originals, tmp_path, 'nc')
-    with h5py.File(p, 'a') as f: f.attrs['steps_completed'] = 2
+    resign(p, steps_completed=2)                            # as the writer left it: the count and its checksum
     rec = load_recording(p)
     assert rec.sizes['step'] == 2 and rec['attention_8x8'].attention.sizes['step'] == 2
     rec.close()
-    with h5py.File(p, 'a') as f: f.attrs['steps_completed'] = 5            # says more than it holds
+    resign(p, steps_completed=5)                            # says more than it holds
     with pytest.raises(RecordingError, match='holds 3 steps, the recording completed 5'): load_recording(p)
