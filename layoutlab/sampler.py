@@ -333,14 +333,14 @@ def run_one(pipe, # the run's own pipeline (`run_pipeline`)
     state = State(pipe, layout, tokens, cond, cfg, list(sched.timesteps), generator=generator, recording=recorder is not None)
     state.latents = (init or gaussian_init)(pipe, shape, generator)
     rec_layers = select_layers(pipe.unet, recorder.layers) if recorder is not None and recorder.layers else []
-    if recorder is not None:
-        text = pipe.tokenizer.convert_ids_to_tokens(pipe.tokenizer(layout.prompt, padding='max_length', max_length=pipe.tokenizer.model_max_length)['input_ids'])
-        recorder.begin(rec_layers, text, len(ids), shape[-2:], attrs)
     edit = (lambda name, s: edit_attention(name, s, state)) if edit_attention else None
     captured = needed_layers(pipe.unet, [before_step, noise_pred, after_step, edit_attention], rec_layers)
     wants_grad = getattr(noise_pred, 'wants_grad', lambda state: False)
     settle = recorder.wait if recorder is not None and recorder.path is not None else (lambda: None)  # a file holds every step before a seam runs
-    try:
+    try:   # from `begin` on, any error closes the recorder: its lock is released, the finished steps kept
+        if recorder is not None:
+            text = pipe.tokenizer.convert_ids_to_tokens(pipe.tokenizer(layout.prompt, padding='max_length', max_length=pipe.tokenizer.model_max_length)['input_ids'])
+            recorder.begin(rec_layers, text, len(ids), shape[-2:], attrs)
         with capture_attention(pipe.unet, captured, grad=True, edit=edit) if captured else contextlib.nullcontext(AttentionCapture([])) as cap:
             state.capture = cap
             start = int(getattr(init, 'start', 0) or 0)   # an init may hand over a latent part-way down the schedule

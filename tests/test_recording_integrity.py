@@ -185,3 +185,13 @@ def test_no_lock_file_is_left_behind(tmp_path, ext):
     Recorder(p, overwrite=True).close()
     r = Recorder(tmp_path/f'q.{ext}', layers=['mid']); r.begin(['mid'], TOKS, 3, (8, 8), dict(prompt='a')); r.close()
     assert sorted(x.name for x in tmp_path.iterdir()) == sorted([p.name, f'q.partial.{ext}'])   # no .r.nc.lock
+
+def test_a_run_that_fails_after_begin_releases_its_recording(tmp_path, pipe):
+    "A seam's bad setting found after the recorder began (here: no layer matches an injection) leaves no lock behind."
+    p = tmp_path/'r.nc'
+    with pytest.raises(ValueError, match='nomatch'):
+        sample(pipe, Layout.from_json(json.dumps({'prompt': 'a red circle', 'objects': [{'phrase': 'red circle', 'box': [.1, .1, .5, .5]}]})), 'ilgd', steps=2, recorder=Recorder(p),
+               progress=False, Injection=dict(layers='nomatch'))
+    assert not [f.name for f in tmp_path.iterdir() if f.name.endswith('.lock')]
+    res = sample(pipe, 'a red circle', steps=2, recorder=Recorder(p, overwrite=True), progress=False)   # the next run is not blocked
+    assert res.recording.sizes['step'] == 2
