@@ -392,7 +392,7 @@ def study_ablation(out:Path=typer.Option(Path("nbs/images"), help="folder of the
                    steps:int=typer.Option(50, help="DDIM steps"),
                    n:int=typer.Option(100, help="layouts per regime"),
                    run:bool=typer.Option(False, help="run the commands one after the other (each resumes when rerun) instead of printing them")):
-    "The commands of the NAEF ablation study (issue 10) with their expected CPU cost; --run runs them."
+    "The commands of the NAEF ablation study (20_ablation) with their expected CPU cost; --run runs them."
     import subprocess, shlex
     from layoutlab.ablation import study_commands
     cmds = study_commands(out, workers=workers, steps=steps, n=n)
