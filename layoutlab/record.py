@@ -11,8 +11,9 @@ import torch
 import xarray as xr
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'CONVENTIONS', 'VARIABLES', 'FLAGS', 'SCHEMA_ATTR', 'CHECKSUMS_ATTR', 'VERIFY_BYTES', 'describe',
-           'dim_values', 'is_recording', 'partial_path', 'RecordingError', 'Recorder', 'load_recording', 'schema_table']
+__all__ = ['SCHEMA_VERSION', 'CONVENTIONS', 'VARIABLES', 'FLAGS', 'SCHEMA_ATTR', 'CHECKSUMS_ATTR', 'UNSIGNED', 'VERIFY_BYTES',
+           'describe', 'dim_values', 'is_recording', 'partial_path', 'RecordingError', 'Recorder', 'load_recording',
+           'schema_table']
 
 # %% ../nbs/03_record.ipynb #3602199a
 SCHEMA_VERSION = 3 # 1: before checksums and CF attributes; 2: before attribute checksums (both still readable)
@@ -624,10 +625,12 @@ def _inventory(self:Recorder, n:int=None)->dict:
                          'coordinates': ' '.join(['timestep'] + (['phrase'] if 'phrase' in self.coords.get('/', []) else []))})
 
 CHECKSUMS_ATTR = 'layoutlab_checksums'
+UNSIGNED = ('coordinates',)   # CF encoding, not content: xarray consumes it on reading and rewrites it (or not) on saving
 
 def _signed(self:Recorder, d:dict)->dict:
     "Root attributes `d`, plus the checksum of every root attribute written so far and of every string coordinate."
-    for k, v in (_json_attrs if isinstance(self.w, _Zarr) else _attrs)(d).items(): self._sums[k] = _digest(v)
+    for k, v in (_json_attrs if isinstance(self.w, _Zarr) else _attrs)(d).items():
+        if k not in UNSIGNED: self._sums[k] = _digest(v)
     return {**d, CHECKSUMS_ATTR: json.dumps({'attrs': self._sums, 'strings': self._strs}, sort_keys=True)}
 
 Recorder.step, Recorder._write, Recorder._need, Recorder._put, Recorder.wait = _step, _write, _need, _put, _wait
@@ -782,7 +785,7 @@ def _checked_attrs(path, attrs, schema:int)->dict:
     if CHECKSUMS_ATTR not in attrs: raise RecordingError(f"{path}: its attribute checksums ({CHECKSUMS_ATTR}) are missing, the recording is damaged")
     try:
         sums = json.loads(attrs[CHECKSUMS_ATTR])
-        want, strings = dict(sums['attrs']), dict(sums['strings'])
+        want, strings = {k: v for k, v in dict(sums['attrs']).items() if k not in UNSIGNED}, dict(sums['strings'])
     except Exception: raise RecordingError(f"{path}: its attribute checksums ({CHECKSUMS_ATTR}) are unreadable, the recording is damaged") from None
     missing = [k for k in want if k not in attrs]
     bad = [k for k in want if k in attrs and _digest(attrs[k]) != want[k]]
