@@ -160,7 +160,7 @@ def test_a_file_under_another_writers_lock_is_read_or_said_to_be_written(tmp_pat
 def test_a_run_that_failed_before_its_first_step_does_not_block_the_next(tmp_path, pipe):
     p = tmp_path/'r.nc'
     rec = Recorder(p)
-    with pytest.raises(ValueError, match='multiples of'):
+    with pytest.raises(ValueError, match='multiple of'):
         sample(pipe, 'a red circle', steps=2, height=33, recorder=rec, progress=False)
     Recorder(p).close()                                      # not "being written by another run"
     a = Recorder(p); b = Recorder(p)                         # neither has begun: neither blocks
