@@ -658,11 +658,11 @@ def run_benchmark(model:str='shapes', # a `load_pipeline` name
         _disjoint(seed0, n, cal['seed0'], cal['n'])
         per_method, report = cal['calibration'], cal['report']
     if n_sweep: _disjoint(seed0, n, calib_seed0, n_sweep)
-    log(plan_line(bench_plan(n, n_sweep, methods, steps), workers if scheduler is None else None, regime))
     out, nc, stream, spec = _start('bench', model, device, steps, cfg, seed0, regime, record, out, log, objects=objects, methods=methods,
                                    n_sweep=n_sweep, calib_seed0=calib_seed0 if n_sweep else None, grids={m: CALIBRATION[m] for m in methods if m in CALIBRATION} if n_sweep else None,
                                    calibration=per_method or None, overrides=overrides)
     kw = dict(retries=retries, progress=progress)
+    log(plan_line(bench_plan(n, n_sweep, methods, steps), workers if scheduler is None else None, regime))   # the input is checked: say what will run
     with dask_client(scheduler, workers, spec['gpu'], log=log) as client:
         client.submit(_probe, model, device, pure=False, resources={'GPU': 1} if spec['gpu'] else None).result()  # an unknown model fails here, once
         sweep, failed = [], []

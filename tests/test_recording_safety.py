@@ -149,17 +149,20 @@ def _deleting_calls():
             out.append((f.stem, getattr(up, 'name', '<module>'), node.lineno))
     return out
 
+GUARDED = (('record', '_discard_recording'), ('record', '_drop_lock'), ('cli', 'write_file'))   # what may delete, and why: below
+
 def test_recorder_deletes_only_through_the_guarded_helper():
     calls = [c for c in _deleting_calls() if c[0] in ('record', 'sampler', 'cli')]
-    assert {(m, fn) for m, fn, _ in calls} == {('record', '_discard_recording'), ('record', '_drop_lock')}, calls
-    import inspect, layoutlab.record as record                # the lock's own file, deleted while the lock is held
+    assert {(m, fn) for m, fn, _ in calls} == set(GUARDED), calls
+    import inspect, layoutlab.record as record, layoutlab.cli as cli   # the lock's own file, deleted while the lock is held
     assert 'Path(lock.lock_file).unlink' in inspect.getsource(record._drop_lock)
+    assert 'if tmp.exists(): tmp.unlink()' in inspect.getsource(cli.write_file)   # only its own uniquely named temporary file
     src = (Path(layoutlab.__file__).parent/'record.py').read_text()
     assert "mode='w')" not in src and "'w')" not in src      # writers open exclusively ('w-'): never truncate
 
 def test_no_module_deletes_outside_the_guarded_helper():
     calls = _deleting_calls()
-    assert all((m, fn) in (('record', '_discard_recording'), ('record', '_drop_lock')) for m, fn, _ in calls), calls
+    assert all((m, fn) in GUARDED for m, fn, _ in calls), calls
 
 def test_discard_refuses_what_is_not_a_recording(tmp_path):
     from layoutlab.record import _discard_recording
