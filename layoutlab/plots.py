@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import matplotlib.pyplot as plt
 from matplotlib.patches import Rectangle
-from .layout import Layout
+from .core.layout import Layout
 
 # %% auto #0
 __all__ = ['COLORS', 'KNOWN_CURVES', 'LOG_CURVES', 'STOP_REASONS', 'EVENTS', 'attention_groups', 'layer_names', 'short_layer',

@@ -51,9 +51,9 @@ def run_tests(pkg_root:Path)->subprocess.CompletedProcess:
                           cwd=pkg_root, env=env, capture_output=True, text=True)
 
 def imported_from(pkg_root:Path)->str:
-    "Where the tests' `layoutlab.theory` comes from under this PYTHONPATH (must be the copy)."
+    "Where the tests' `layoutlab.studies.theory` comes from under this PYTHONPATH (must be the copy)."
     env = {**os.environ, 'PYTHONPATH': str(pkg_root)}
-    return subprocess.run([sys.executable, '-c', 'import layoutlab.theory as t; print(t.__file__)'], cwd=pkg_root, env=env,
+    return subprocess.run([sys.executable, '-c', 'import layoutlab.studies.theory as t; print(t.__file__)'], cwd=pkg_root, env=env,
                           capture_output=True, text=True, check=True).stdout.strip()
 
 def main()->int:

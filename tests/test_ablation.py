@@ -3,7 +3,7 @@ import json, os, subprocess
 from pathlib import Path
 import pytest
 from typer.testing import CliRunner
-from layoutlab.cli import app
+from layoutlab.ui.cli import app
 
 ENV = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
 TINY = ['--model', 'tiny-sd15', '--steps', '2', '--workers', '1', '--no-progress']
@@ -35,7 +35,7 @@ def test_calibrate_then_bench_then_report(tmp_path):
     assert not any('split' in r for r in res['rows'] if r['method'] in ('none', 'ilgd'))
     again = cli('bench', *TINY, '--n', '2', '--calibration', 'calib.json', '--methods', methods, '--out', 'ablation_away_shapes.json', cwd=tmp_path)
     assert again.returncode == 0 and '(0 new)' in again.stdout and 'resuming: 8 rows' in again.stdout, again.stdout + again.stderr
-    from layoutlab.ablation import regime_report
+    from layoutlab.studies.ablation import regime_report
     rep = regime_report(tmp_path/'ablation_away_shapes.json', n_resamples=20)
     assert [t['method'] for t in rep['table']] == ['none', 'aef_adaptive', 'naef_adaptive', 'ilgd']
     assert [t['n'] for t in rep['table']] == [2, 2, 2, 2]

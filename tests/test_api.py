@@ -3,11 +3,12 @@ import json
 import numpy as np
 import pytest, torch
 from diffusers import EulerDiscreteScheduler
-from layoutlab.layout import Layout
-from layoutlab.models import tiny_pipeline
-from layoutlab.methods import method_names, preset
-from layoutlab.record import Recorder
-from layoutlab.sampler import sample, default_cfg
+from layoutlab.core.layout import Layout
+from layoutlab.core.models import tiny_pipeline
+from layoutlab.guidance.registry import method_names, preset
+from layoutlab.core.record import Recorder
+from layoutlab.guidance.registry import sample
+from layoutlab.core.loop import default_cfg
 
 LAY = Layout("a red circle and a blue square", [dict(phrase="red circle", box=[.1, .1, .5, .5]),
                                                 dict(phrase="blue square", box=[.5, .5, .9, .9])], seed=1)
@@ -43,7 +44,7 @@ def test_same_image_whatever_the_callers_scheduler(pipe):
     assert torch.equal(a, sample(pipe, LAY, steps=4, progress=False).latents)
 
 def test_hand_seams_are_recorded(pipe):
-    from layoutlab.methods import Guidance
+    from layoutlab.guidance.methods import Guidance
     g = Guidance(guided_steps=1, max_iterations=1, scale=12.0)
     rec = sample(pipe, LAY, steps=2, before_step=g, recorder=Recorder(layers=None), progress=False).recording
     p = json.loads(rec.attrs['params'])['before_step']
@@ -59,7 +60,7 @@ def test_overrides_reach_the_preset(pipe):
     with pytest.raises(ValueError, match='method .none. has pieces: none'): sample(pipe, LAY, steps=1, Guidance=dict(r=1))
 
 def test_cfg_default_comes_from_the_model(pipe):
-    from layoutlab.models import load_pipeline
+    from layoutlab.core.models import load_pipeline
     assert default_cfg(pipe) == 7.5 and default_cfg(load_pipeline('shapes')) == 5.0
 
 def test_batches_negative_prompt_and_validation(pipe):

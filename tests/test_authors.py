@@ -3,13 +3,15 @@ import json, math
 import numpy as np
 import pytest
 import torch
-import layoutlab.methods as methods
-from layoutlab.models import tiny_pipeline
-from layoutlab.layout import Layout
-from layoutlab.sampler import sample, run_pipeline, gaussian_init, encode
-from layoutlab.record import Recorder, VARIABLES, FLAGS
-from layoutlab.update import loss_guidance_sigma
-from layoutlab.methods import Guidance, Injection, LossGuidance, STOP_CODES, preset
+import layoutlab.guidance.methods as methods
+from layoutlab.core.models import tiny_pipeline
+from layoutlab.core.layout import Layout
+from layoutlab.guidance.registry import sample
+from layoutlab.core.loop import run_pipeline, gaussian_init, encode
+from layoutlab.core.record import Recorder, VARIABLES, FLAGS
+from layoutlab.guidance.update import loss_guidance_sigma
+from layoutlab.guidance.methods import Guidance, Injection, LossGuidance, STOP_CODES
+from layoutlab.guidance.registry import preset
 
 LAY = Layout("a red circle and a blue square", [dict(phrase="red circle", box=[.0, .0, .5, .5]),
                                                  dict(phrase="blue square", box=[.5, .5, 1., 1.])], seed=0)

@@ -3,9 +3,10 @@ fragment), each driven through the real function and, for the command line, thro
 import json, math, shutil, subprocess, time
 from pathlib import Path
 import pytest, torch
-from layoutlab.layout import Layout, LayoutError, load_layout
-from layoutlab.models import ModelNotAvailable, load_pipeline, load_tokenizer, resolve_device, shipped_tokenizer, tiny_pipeline
-from layoutlab.methods import Guidance, Injection, LossGuidance, SpatialAware, GradSAMFromReference, preset
+from layoutlab.core.layout import Layout, LayoutError, load_layout
+from layoutlab.core.models import ModelNotAvailable, load_pipeline, load_tokenizer, resolve_device, shipped_tokenizer, tiny_pipeline
+from layoutlab.guidance.methods import Guidance, Injection, LossGuidance, SpatialAware, GradSAMFromReference
+from layoutlab.guidance.registry import preset
 
 GOOD = {"prompt": "a red circle and a blue square", "objects": [{"phrase": "red circle", "box": [0.1, 0.1, 0.5, 0.5]}], "seed": 0}
 

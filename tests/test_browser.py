@@ -94,7 +94,7 @@ def _stack(pngs:list)->bytes:
 
 def test_draw_box_and_browse(tmp_path):
     from playwright.sync_api import sync_playwright
-    from layoutlab.widgets import default_cfg
+    from layoutlab.ui.widgets import default_cfg
     t0 = time.time()
     shutil.copy(ROOT/'tests'/'browser_demo.ipynb', tmp_path/'demo.ipynb')
     port = _free_port()
@@ -169,7 +169,7 @@ def test_draw_box_and_browse(tmp_path):
                 page.wait_for_function("(n) => [...document.querySelectorAll('img.widget-image')].filter(i => i.complete && i.naturalWidth > 0).length >= n", arg=3, timeout=30_000)
                 att = imgs.nth(0)
                 el = att.element_handle()
-                opened = json.loads(_kernel_exec(page, "from layoutlab import plots; print(json.dumps([browser.step.value, plots.steps_with(browser.rec, 'guidance_attention')[-1], browser.iteration.value, browser.valid_iterations, browser.rec.sizes['step'], type(rec['attention_8x8'].attention.data).__name__]))").strip().splitlines()[-1])
+                opened = json.loads(_kernel_exec(page, "import layoutlab.plots as plots; print(json.dumps([browser.step.value, plots.steps_with(browser.rec, 'guidance_attention')[-1], browser.iteration.value, browser.valid_iterations, browser.rec.sizes['step'], type(rec['attention_8x8'].attention.data).__name__]))").strip().splitlines()[-1])
                 assert opened[0] == opened[1] and opened[2] == opened[3] - 1 and opened[4] == 50 and opened[5] == 'Array', opened  # lazy (dask) recording; sliders where the maps are, last iteration run
                 handle = bcell.locator('.noUi-handle').first
                 times, kernel = [], []

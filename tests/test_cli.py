@@ -1,7 +1,7 @@
 "The installed `layoutlab` command, end to end, as a user runs it."
 import subprocess, json
 import pytest
-from layoutlab.record import load_recording
+from layoutlab.core.record import load_recording
 
 def run(*args, cwd=None): return subprocess.run(['layoutlab', *args], capture_output=True, text=True, cwd=cwd)
 
@@ -62,7 +62,7 @@ def test_bench_unknown_model_is_one_line(tmp_path):
 def test_help_is_fast_and_imports_no_torch():
     "`--help` needs under a second (median of 5 runs): the CLI module imports only typer at the top."
     import resource, statistics, sys, time
-    r = subprocess.run([sys.executable, '-c', "import sys, layoutlab.cli; print(sorted({'torch', 'diffusers', 'transformers', 'xarray'} & set(sys.modules)))"],
+    r = subprocess.run([sys.executable, '-c', "import sys, layoutlab.ui.cli; print(sorted({'torch', 'diffusers', 'transformers', 'xarray'} & set(sys.modules)))"],
                        capture_output=True, text=True)
     assert r.stdout.strip() == '[]', r.stdout + r.stderr
     cpu = lambda: (lambda u: u.ru_utime + u.ru_stime)(resource.getrusage(resource.RUSAGE_CHILDREN))
@@ -99,7 +99,7 @@ def test_shipped_layouts_and_inline_layouts(tmp_path):
 
 def _recorder_can_refuse():
     import inspect
-    from layoutlab.record import Recorder
+    from layoutlab.core.record import Recorder
     return 'overwrite' in inspect.signature(Recorder).parameters
 
 @pytest.mark.skipif(not _recorder_can_refuse(), reason="Recorder(overwrite=...) is not in this checkout")

@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 import nbformat
 import pytest
-from layoutlab.docs import build_docs, doc_notebooks, page_name, api_entries, draws_figures, DocsError
+from layoutlab.ui.docs import build_docs, doc_notebooks, page_name, api_entries, draws_figures, DocsError
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT/'nbs'
@@ -39,12 +39,12 @@ def test_api_entries(site):
     plots = set(api_entries(_page(site, NBS/'13_plots.ipynb')))
     assert {f'layoutlab.plots.{n}' for n in ('show_layout', 'attention_over_image', 'curves', 'gradsam_panel', 'compare', 'x0_panel')} <= plots
     rec = _page(site, NBS/'03_record.ipynb')
-    sig = re.search(r'<dt class="sig sig-object py" id="layoutlab.record.Recorder">(.*?)</dt>', rec, re.S).group(1)
+    sig = re.search(r'<dt class="sig sig-object py" id="layoutlab.core.record.Recorder">(.*?)</dt>', rec, re.S).group(1)
     assert re.search(r'<span class="property"><span class="k"><span class="pre">class</span>', sig), "a class is shown as `class`"
     assert '[`' not in sig and '](' not in sig and 'def ' not in sig
     assert '<table' in rec and 'where to write' in rec                              # the docments table
-    assert 'github.com/layoutlab/layoutlab/blob/main/layoutlab/record.py#L' in rec  # source link
-    assert 'href="attention.html#layoutlab.attention.select_layers"' in rec          # a backticked name, linked
+    assert 'github.com/layoutlab/layoutlab/blob/main/layoutlab/core/record.py#L' in rec  # source link
+    assert 'href="attention.html#layoutlab.core.attention.select_layers"' in rec          # a backticked name, linked
 
 def test_asserts_hidden(site):
     for nb in doc_notebooks(NBS):
@@ -70,7 +70,7 @@ def test_site_in_a_browser(site):
     "Opened from disk in Chromium: the search page finds an API entry offline. Screenshots go to test-artifacts/ (and nbs/images/ with LAYOUTLAB_DOC_SHOTS=1)."
     import os
     from playwright.sync_api import sync_playwright
-    shots = {'docs_home.png': 'index.html', 'docs_api.png': 'widgets.html#layoutlab.widgets.RecordingBrowser', 'docs_tutorial.png': 'tutorial.html'}
+    shots = {'docs_home.png': 'index.html', 'docs_api.png': 'widgets.html#layoutlab.ui.widgets.RecordingBrowser', 'docs_tutorial.png': 'tutorial.html'}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=['--no-sandbox', '--disable-gpu', '--disable-background-networking'])
         try:

@@ -1,14 +1,14 @@
-"Edge cases of layoutlab.energy that would clutter the notebook."
+"Edge cases of layoutlab.guidance.energy that would clutter the notebook."
 import math
 import pytest
 import torch
-from layoutlab.energy import grid_shape, resize_masks, toy_probs, aef, box_prior, rho_schedule, naef, ilgd_loss
+from layoutlab.guidance.energy import grid_shape, resize_masks, toy_probs, aef, box_prior, rho_schedule, naef, ilgd_loss
 
 BOXES = [(0., 0., .5, .5), (.5, .25, 1., 1.)]
 TOKENS = [[1], [3, 4]]
 
 def rect_masks(h, w, boxes=BOXES):
-    "Cells whose centres lie in each box (same rule as layoutlab.layout.box_mask, without the non-empty fix)."
+    "Cells whose centres lie in each box (same rule as layoutlab.core.layout.box_mask, without the non-empty fix)."
     ys, xs = (torch.arange(h) + .5) / h, (torch.arange(w) + .5) / w
     return torch.stack([((ys >= y0) & (ys <= y1))[:, None] & ((xs >= x0) & (xs <= x1))[None] for x0, y0, x1, y1 in boxes])
 

@@ -6,7 +6,7 @@ stuck suite. Done means: one line naming the file and the cause, no signal, ever
 import os, signal, subprocess, sys, textwrap
 from pathlib import Path
 import pytest
-from layoutlab.record import load_recording, partial_path
+from layoutlab.core.record import load_recording, partial_path
 
 def run(code, *args, timeout=240):
     "Run `code` in a fresh interpreter (this checkout's package first); a hang is a failed test."
@@ -20,7 +20,7 @@ def error_lines(r): return [l for l in r.stderr.splitlines() if l.startswith('er
 
 FIFO = textwrap.dedent('''
     import sys
-    from layoutlab.record import Recorder, RecordingError, load_recording
+    from layoutlab.core.record import Recorder, RecordingError, load_recording
     for f in (lambda: Recorder(sys.argv[1], overwrite=True), lambda: load_recording(sys.argv[2])):
         try: f(); print('no error')
         except RecordingError as e: print(f"error: {e}", file=sys.stderr)
@@ -42,9 +42,9 @@ def test_fifo_at_the_recording_path_is_refused(tmp_path, which, ext):
 
 FAULT = textwrap.dedent('''
     import resource, signal, sys
-    from layoutlab.models import tiny_pipeline
-    from layoutlab.sampler import sample
-    from layoutlab.record import Recorder, RecordingError
+    from layoutlab.core.models import tiny_pipeline
+    from layoutlab.guidance.registry import sample
+    from layoutlab.core.record import Recorder, RecordingError
     path, limit, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     pipe = tiny_pipeline('sd15')
     rec = Recorder(path)

@@ -1,13 +1,13 @@
-"Edge cases of layoutlab.gradsam that would clutter the notebook."
+"Edge cases of layoutlab.guidance.gradsam that would clutter the notebook."
 import numpy as np
 import pytest
 import torch
-from layoutlab.models import tiny_pipeline
-from layoutlab.layout import Layout
-from layoutlab.sampler import sample, encode
-from layoutlab.attention import capture_attention
-from layoutlab.gradsam import (importance, combine_importance, threshold_value, importance_masks, noise_to,
-                               blend_outside, GradSAM, gradsam_manipulation)
+from layoutlab.core.models import tiny_pipeline
+from layoutlab.core.layout import Layout
+from layoutlab.guidance.registry import sample
+from layoutlab.core.loop import encode
+from layoutlab.core.attention import capture_attention
+from layoutlab.guidance.gradsam import importance, combine_importance, threshold_value, importance_masks, noise_to, blend_outside, GradSAM, gradsam_manipulation
 
 LAY = Layout("a red circle and a blue square", [dict(phrase="red circle", box=[.0, .0, .5, .5]),
                                                  dict(phrase="blue square", box=[.5, .5, 1., 1.])], seed=0)
@@ -109,7 +109,7 @@ def test_sdxl_runs():
     assert sum(int(c['values']['gradsam_applied']) for c in spy.calls) >= 1
 
 # --- the authors' importance (issue 10, item 4): per output latent element, on the pre-step input at the current timestep
-import layoutlab.gradsam as G
+import layoutlab.guidance.gradsam as G
 
 def _forward(pipe, seed=0, layers='*attn2'):
     cond = encode(pipe, LAY.prompt, 32, 32)
@@ -156,12 +156,12 @@ def test_channel_masks_per_channel():
     assert not G.channel_masks(torch.ones(1, 4, 8, 8))[1].any()
 
 def test_defaults_are_the_authors_and_bad_values_fail():
-    from layoutlab.methods import GradSAMFromReference
+    from layoutlab.guidance.methods import GradSAMFromReference
     assert GradSAM(None).importance == 'authors' and GradSAMFromReference().importance == 'authors'
     with pytest.raises(ValueError, match="GradSAM.importance must be 'authors' or 'scalar', got 'exact'"): GradSAM(None, importance='exact')
     with pytest.raises(ValueError, match='GradSAM.chunk must be an integer >= 1'): GradSAM(None, chunk=0)
     with pytest.raises(ValueError, match="GradSAMFromReference.importance must be 'authors' or 'scalar', got 'x'"): GradSAMFromReference(importance='x')
-    from layoutlab.bench import parse_param
+    from layoutlab.studies.bench import parse_param
     assert parse_param('GradSAMFromReference.importance=authors,scalar') == ('GradSAMFromReference.importance', ['authors', 'scalar'])
 
 class UnetSpy:

@@ -4,10 +4,10 @@ imported inside the tests, so that on the code before it each test fails for its
 import shutil, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
-from layoutlab.layout import Layout, LayoutError
-from layoutlab.models import ASSETS, ModelNotAvailable, load_pipeline, shipped_tokenizer, tiny_pipeline
-from layoutlab.record import Recorder
-from layoutlab.sampler import sample
+from layoutlab.core.layout import Layout, LayoutError
+from layoutlab.core.models import ASSETS, ModelNotAvailable, load_pipeline, shipped_tokenizer, tiny_pipeline
+from layoutlab.core.record import Recorder
+from layoutlab.guidance.registry import sample
 
 LAY = Layout("a red circle and a blue square", [dict(phrase="red circle", box=[.1, .1, .5, .5]),
                                                 dict(phrase="blue square", box=[.5, .5, .9, .9])], seed=0)
@@ -52,7 +52,7 @@ def test_negative_prompt_at_the_limit_and_not_a_string(pipe):
 def shipped_weights()->list: return sorted((ASSETS/'shapes').glob('**/*.safetensors')) + [ASSETS/'features'/'features.safetensors']
 
 def test_every_shipped_weight_file_has_a_matching_checksum():
-    from layoutlab.models import CHECKSUMS, check_checksums, file_sha256
+    from layoutlab.core.models import CHECKSUMS, check_checksums, file_sha256
     listed = {}
     for folder in ('shapes', 'features'):
         for line in (ASSETS/folder/CHECKSUMS).read_text().splitlines():
@@ -68,7 +68,7 @@ def test_every_shipped_weight_file_has_a_matching_checksum():
     assert took < 2, took
 
 def test_the_checksum_files_are_what_write_checksums_writes(tmp_path):
-    from layoutlab.models import CHECKSUMS, write_checksums
+    from layoutlab.core.models import CHECKSUMS, write_checksums
     for folder in ('shapes', 'features'):
         copy = shutil.copytree(ASSETS/folder, tmp_path/folder)
         (copy/CHECKSUMS).unlink()
@@ -93,7 +93,7 @@ def test_damaged_shipped_weights_are_refused(tmp_path, part):
     assert 'SHA256SUMS' in msg and 'reinstall layoutlab' in msg
 
 def test_damaged_feature_network_is_refused(tmp_path):
-    from layoutlab.metrics import load_features
+    from layoutlab.shapes.judge import load_features
     copy = shutil.copytree(ASSETS/'features', tmp_path/'features')
     invert_4kb(copy/'features.safetensors')
     with pytest.raises(ModelNotAvailable) as e: load_features(copy/'features.safetensors')
@@ -180,16 +180,16 @@ def test_bad_image_size(pipe, unet_calls, kw):
 @pytest.mark.parametrize('typed, nearest', [('layout_contrl', 'layout_control'), ('Layout-Control', 'layout_control'),
                                             ('winwinlai', 'winwinlay'), ('ILGD', 'ilgd'), ('gradsm', 'gradsam')])
 def test_misspelt_method_suggests_the_nearest(pipe, typed, nearest):
-    from layoutlab.methods import method_names
+    from layoutlab.guidance.registry import method_names
     expected = f"unknown method {typed!r} (did you mean {nearest!r}?); available: {', '.join(method_names())}"
     with pytest.raises(ValueError) as e: sample(pipe, LAY, typed, steps=1, progress=False)
     assert one_line(e.value) == expected
-    from layoutlab.methods import check_method   # what the command line reuses
+    from layoutlab.guidance.registry import check_method   # what the command line reuses
     with pytest.raises(ValueError) as e: check_method(typed)
     assert one_line(e.value) == expected
 
 def test_method_far_from_any_suggests_none():
-    from layoutlab.methods import check_method
+    from layoutlab.guidance.registry import check_method
     with pytest.raises(ValueError) as e: check_method('magic')
     assert one_line(e.value).startswith("unknown method 'magic'; available: none, layout_control")
     assert check_method('winwinlay') == 'winwinlay'

@@ -1,15 +1,15 @@
-"Edge cases of layoutlab.latent_init that would clutter the notebook."
+"Edge cases of layoutlab.guidance.latent_init that would clutter the notebook."
 import copy
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from diffusers import DDIMScheduler
-from layoutlab.models import tiny_pipeline
-from layoutlab.layout import Layout
-from layoutlab.sampler import sample, encode
-from layoutlab.latent_init import (to_pil, encode_image, ddim_invert, border_color, salient_mask, salient_crop,
-                                   reference_image, phrase_renderer, spatial_aware_init, SpatialAwareInit)
+from layoutlab.core.models import tiny_pipeline
+from layoutlab.core.layout import Layout
+from layoutlab.guidance.registry import sample
+from layoutlab.core.loop import encode
+from layoutlab.guidance.latent_init import to_pil, encode_image, ddim_invert, border_color, salient_mask, salient_crop, reference_image, phrase_renderer, spatial_aware_init, SpatialAwareInit
 
 LAY = Layout("a red circle and a blue square", [dict(phrase="red circle", box=[.05, .1, .45, .6]),
                                                  dict(phrase="blue square", box=[.3, .3, .95, .9])], seed=0)

@@ -1,4 +1,4 @@
-"Edge cases of layoutlab.metrics that would clutter the notebook."
+"Edge cases of layoutlab.core.metrics that would clutter the notebook."
 import math
 from types import SimpleNamespace
 import numpy as np
@@ -7,11 +7,10 @@ import torch
 from hypothesis import given, settings, strategies as st
 from PIL import Image
 
-from layoutlab.shapes import ShapeObject, scene
-from layoutlab.layout import LayoutObject
-from layoutlab.metrics import (box_iou, match, layout_iou, presence, presence_totals, coco_ap, frechet_from_stats,
-                               frechet_distance, box_coverage, binding_share, binding_ratios, AttentionProbe,
-                               load_features, features, FEATURES_DIR, LABELS, scene_labels, object_kind)
+from layoutlab.shapes.world import ShapeObject, scene
+from layoutlab.core.layout import LayoutObject
+from layoutlab.core.metrics import box_iou, match, layout_iou, presence, presence_totals, coco_ap, frechet_from_stats, frechet_distance, box_coverage, binding_share, binding_ratios, AttentionProbe, object_kind
+from layoutlab.shapes.judge import load_features, features, FEATURES_DIR, LABELS, scene_labels
 
 coord = st.floats(0, 1, allow_nan=False)
 
@@ -162,7 +161,7 @@ def test_features_accept_arrays_pil_and_other_sizes():
 
 def test_feature_net_recognises_real_scenes():
     net = load_features()
-    from layoutlab.metrics import _batch
+    from layoutlab.shapes.judge import _batch
     x, y = _batch(range(40_100_000, 40_100_200))
     with torch.no_grad(): p = (net(x) > 0).float()
     assert (p == y).float().mean() > 0.97  # per-label accuracy on held-out real scenes

@@ -1,13 +1,13 @@
 "A run killed mid-way leaves a readable (partial) recording holding the steps it finished."
 import subprocess, sys, signal, textwrap
 import pytest
-from layoutlab.record import load_recording, partial_path, Recorder, RecordingError
+from layoutlab.core.record import load_recording, partial_path, Recorder, RecordingError
 
 SCRIPT = textwrap.dedent('''
     import os, signal, sys
-    from layoutlab.models import tiny_pipeline
-    from layoutlab.sampler import sample
-    from layoutlab.record import Recorder
+    from layoutlab.core.models import tiny_pipeline
+    from layoutlab.guidance.registry import sample
+    from layoutlab.core.record import Recorder
     path, k = sys.argv[1], int(sys.argv[2])
     def die(state):
         if state.i == k: os.kill(os.getpid(), signal.SIGKILL)

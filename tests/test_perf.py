@@ -1,11 +1,12 @@
 "Performance plumbing: real-size configs, capture only what is read, the early-stopped energy forward, the perf command."
 import pytest, torch
 from typer.testing import CliRunner
-from layoutlab.models import tiny_pipeline, real_unet, REAL_CONFIGS
-from layoutlab.layout import Layout
-from layoutlab.attention import CaptureProcessor, guidance_layers, select_layers
-from layoutlab.sampler import sample, predict_noise, attention_forward, needed_layers
-from layoutlab.record import Recorder
+from layoutlab.core.models import tiny_pipeline, real_unet, REAL_CONFIGS
+from layoutlab.core.layout import Layout
+from layoutlab.core.attention import CaptureProcessor, guidance_layers, select_layers
+from layoutlab.guidance.registry import sample
+from layoutlab.core.loop import predict_noise, attention_forward, needed_layers
+from layoutlab.core.record import Recorder
 
 @pytest.fixture(scope='module')
 def pipe(): return tiny_pipeline('sd15', device='cpu')
@@ -59,7 +60,7 @@ def test_layout_control_captures_its_energy_layers_only(pipe, monkeypatch):
     assert set(c.names) == set(guidance_layers(pipe.unet)) != set(select_layers(pipe.unet, '*attn2'))
 
 def test_ilgd_and_plain_functions_capture_every_attn2(pipe):
-    from layoutlab.methods import preset
+    from layoutlab.guidance.registry import preset
     attn2 = select_layers(pipe.unet, '*attn2')
     assert needed_layers(pipe.unet, list(preset('ilgd', pipe)[0].values())) == attn2
     assert needed_layers(pipe.unet, [lambda state: state.latents]) == attn2
@@ -85,7 +86,7 @@ def test_attention_forward_equals_full_forward(pipe):
     assert ran_s == mid                                   # nothing captured after the mid block: the up blocks did not run
 
 def test_perf_measures_and_renders(pipe):
-    from layoutlab.perf import measure, perf_table
+    from layoutlab.studies.perf import measure, perf_table
     r = measure('tiny-sd15', steps=2, repeats=1, pipe=pipe, methods=['none', 'layout_control'], recorders=['none', 'memory'], log=lambda s: None)
     rows = {(x['method'], x['recorder']): x for x in r['rows']}
     assert rows[('none', 'none')]['passes'] == {'forward_1': 0, 'forward_2': 2, 'backward': 0}
@@ -94,6 +95,6 @@ def test_perf_measures_and_renders(pipe):
     assert '| layout_control | memory |' in t and 'stopped after the last energy layer' in t
 
 def test_perf_cli_rejects_unknown_method(tmp_path):
-    from layoutlab.cli import app
+    from layoutlab.ui.cli import app
     r = CliRunner().invoke(app, ['perf', '--model', 'tiny-sd15', '--device', 'cpu', '--methods', 'none,fast', '--out', str(tmp_path/'p.json')])
     assert r.exit_code == 1 and "unknown method or recorder 'fast'" in r.output and not (tmp_path/'p.json').exists()

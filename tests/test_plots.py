@@ -5,9 +5,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from layoutlab.layout import Layout
-from layoutlab.record import Recorder, load_recording
-from layoutlab import plots
+from layoutlab.core.layout import Layout
+from layoutlab.core.record import Recorder, load_recording
+import layoutlab.plots as plots
 
 LAY = Layout("a red circle and a blue square", [dict(phrase="red circle", box=[.1, .1, .5, .5]),
                                                  dict(phrase="blue square", box=[.5, .5, .9, .9])], seed=0)

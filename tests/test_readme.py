@@ -2,7 +2,7 @@
 import re, shlex, subprocess, time
 from pathlib import Path
 import pytest
-from layoutlab.record import load_recording
+from layoutlab.core.record import load_recording
 
 README = Path(__file__).resolve().parents[1]/'README.md'
 

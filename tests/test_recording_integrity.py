@@ -9,11 +9,11 @@ import h5py
 import numpy as np
 import pytest
 import torch
-import layoutlab.record as record
-from layoutlab.layout import Layout
-from layoutlab.models import tiny_pipeline
-from layoutlab.record import Recorder, RecordingError, load_recording, partial_path
-from layoutlab.sampler import sample
+import layoutlab.core.record as record
+from layoutlab.core.layout import Layout
+from layoutlab.core.models import tiny_pipeline
+from layoutlab.core.record import Recorder, RecordingError, load_recording, partial_path
+from layoutlab.guidance.registry import sample
 
 TOKS = ['<s>', 'a</w>', '</s>'] + ['</s>'] * 74
 LAY = Layout('a red circle and a blue square', [dict(phrase='red circle', box=[.1, .1, .5, .5]),

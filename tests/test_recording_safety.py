@@ -10,11 +10,11 @@ import pytest
 import torch
 import xarray as xr
 import layoutlab
-from layoutlab.layout import Layout
-from layoutlab.methods import method_names, preset
-from layoutlab.models import tiny_pipeline
-from layoutlab.record import Recorder, RecordingError, load_recording, partial_path, is_recording
-from layoutlab.sampler import sample
+from layoutlab.core.layout import Layout
+from layoutlab.guidance.registry import method_names, preset
+from layoutlab.core.models import tiny_pipeline
+from layoutlab.core.record import Recorder, RecordingError, load_recording, partial_path, is_recording
+from layoutlab.guidance.registry import sample
 
 TOKS = ['<s>', 'a</w>', '</s>'] + ['</s>'] * 74
 
@@ -59,7 +59,7 @@ def test_earlier_recording_needs_overwrite_and_survives_until_finish(tmp_path, e
 
 LOCKER = textwrap.dedent('''
     import sys, time, torch
-    from layoutlab.record import Recorder
+    from layoutlab.core.record import Recorder
     r = Recorder(sys.argv[1], layers=['mid'])
     r.begin(['mid'], ['<s>', 'a</w>', '</s>'] + ['</s>'] * 74, 3, (8, 8), dict(prompt='first'))
     for i in range(3): r.step(900 - i, {'mid': torch.rand(2, 2, 64, 77).softmax(-1)})
@@ -70,7 +70,7 @@ LOCKER = textwrap.dedent('''
 ''')
 SECOND = textwrap.dedent('''
     import sys
-    from layoutlab.record import Recorder, RecordingError
+    from layoutlab.core.record import Recorder, RecordingError
     try: Recorder(sys.argv[1], overwrite=True)
     except RecordingError as e: print(f"error: {e}", file=sys.stderr); sys.exit(1)
 ''')
@@ -102,7 +102,7 @@ def test_lock_released_on_close_and_context_exit(tmp_path):
         r2.begin(['mid'], TOKS, 3, (8, 8), dict(prompt='a'))
         with pytest.raises(RecordingError, match='another run'): Recorder(p, overwrite=True)
     Recorder(p, overwrite=True).close()
-    import layoutlab.record as record
+    import layoutlab.core.record as record
     record._discard_recording(partial_path(p))              # what the begun runs left (no steps)
     with pytest.raises(ZeroDivisionError):
         with Recorder(p): 1 / 0                               # a caller failing before sampling
@@ -154,7 +154,7 @@ GUARDED = (('record', '_discard_recording'), ('record', '_drop_lock'), ('cli', '
 def test_recorder_deletes_only_through_the_guarded_helper():
     calls = [c for c in _deleting_calls() if c[0] in ('record', 'sampler', 'cli')]
     assert {(m, fn) for m, fn, _ in calls} == set(GUARDED), calls
-    import inspect, layoutlab.record as record, layoutlab.cli as cli   # the lock's own file, deleted while the lock is held
+    import inspect, layoutlab.core.record as record, layoutlab.ui.cli as cli   # the lock's own file, deleted while the lock is held
     assert 'Path(lock.lock_file).unlink' in inspect.getsource(record._drop_lock)
     assert 'if tmp.exists(): tmp.unlink()' in inspect.getsource(cli.write_file)   # only its own uniquely named temporary file
     src = (Path(layoutlab.__file__).parent/'record.py').read_text()
@@ -165,7 +165,7 @@ def test_no_module_deletes_outside_the_guarded_helper():
     assert all((m, fn) in GUARDED for m, fn, _ in calls), calls
 
 def test_discard_refuses_what_is_not_a_recording(tmp_path):
-    from layoutlab.record import _discard_recording
+    from layoutlab.core.record import _discard_recording
     (tmp_path/'x.nc').write_text('mine')
     with pytest.raises(RecordingError, match='not a layoutlab recording'): _discard_recording(tmp_path/'x.nc')
     assert (tmp_path/'x.nc').read_text() == 'mine'
@@ -290,7 +290,7 @@ def test_plain_xarray_file_with_step_is_not_a_recording(tmp_path, engine):
 def resign(p, **attrs):
     "Set root attributes of a NetCDF recording as its writer would, their checksums included."
     import json
-    from layoutlab.record import _digest, CHECKSUMS_ATTR
+    from layoutlab.core.record import _digest, CHECKSUMS_ATTR
     with h5py.File(p, 'a') as f:
         for k, v in attrs.items(): f.attrs[k] = v
         sums = json.loads(f.attrs[CHECKSUMS_ATTR]); sums['attrs'].update({k: _digest(v) for k, v in attrs.items()})

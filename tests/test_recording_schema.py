@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from layoutlab.layout import Layout
-from layoutlab.methods import preset, STOP_CODES
-from layoutlab.models import tiny_pipeline
-from layoutlab.record import (Recorder, load_recording, describe, schema_table, VARIABLES, FLAGS, SCHEMA_ATTR,
-                              SCHEMA_VERSION, CONVENTIONS)
-from layoutlab.sampler import sample
+from layoutlab.core.layout import Layout
+from layoutlab.guidance.registry import preset
+from layoutlab.guidance.methods import STOP_CODES
+from layoutlab.core.models import tiny_pipeline
+from layoutlab.core.record import Recorder, load_recording, describe, schema_table, VARIABLES, FLAGS, SCHEMA_ATTR, SCHEMA_VERSION, CONVENTIONS
+from layoutlab.guidance.registry import sample
 
 LAY = Layout('a red circle and a blue square', [dict(phrase='red circle', box=[.1, .1, .5, .5]),
                                                 dict(phrase='blue square', box=[.5, .5, .9, .9])], seed=1)

@@ -1,7 +1,7 @@
 "Repository checks: exported modules match the notebooks, notebooks are clean, README matches the index notebook."
 import shutil, subprocess, filecmp
 from pathlib import Path
-from layoutlab.cli import readme_text
+from layoutlab.ui.cli import readme_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from layoutlab.metrics import match, box_iou
-from layoutlab.shapes import (COLORS, SHAPES, WORDS, ShapeObject, Scene, scene, detect, pixel_box,
-                              shape_mask, validate_detector)
+from layoutlab.core.metrics import match, box_iou
+from layoutlab.shapes.world import COLORS, SHAPES, WORDS, ShapeObject, Scene, scene, detect, pixel_box, shape_mask, validate_detector
 
 
 @given(st.integers(0, 2**31 - 1))
@@ -89,7 +88,7 @@ def test_box_iou_and_match():
 
 
 def test_scene_layout():
-    pytest.importorskip('layoutlab.layout')
+    pytest.importorskip('layoutlab.core.layout')
     s = scene(7)
     lay = s.layout()
     assert lay.prompt == s.prompt and [o.phrase for o in lay.objects] == [o.phrase for o in s.objects]
@@ -97,7 +96,7 @@ def test_scene_layout():
 
 
 def test_tokenizer_has_every_word_as_one_token():
-    models = pytest.importorskip('layoutlab.models')
+    models = pytest.importorskip('layoutlab.core.models')
     tok = models.shipped_tokenizer()
     assert [w for w in WORDS if len(tok(w, add_special_tokens=False)['input_ids']) != 1] == []
 
@@ -113,7 +112,7 @@ SHAPES_DIR = Path(__file__).parents[1] / 'layoutlab' / 'assets' / 'shapes'
 @pytest.mark.skipif(not (SHAPES_DIR / 'model_index.json').exists(), reason='ShapesSD weights not trained yet')
 def test_shipped_weights_load_and_draw_a_detectable_object():
     import torch
-    from layoutlab.models import load_pipeline
+    from layoutlab.core.models import load_pipeline
     size = sum(f.stat().st_size for f in SHAPES_DIR.rglob('*') if f.is_file())
     assert size <= 30 * 2**20
     assert not list(SHAPES_DIR.rglob('*.bin')) and not list(SHAPES_DIR.rglob('*.pt'))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, assume, strategies as st
-from layoutlab.theory import softmax, mask_grad, check_theorem41, ratio_growth, nash_weights, corollary42_check
+from layoutlab.studies.theory import softmax, mask_grad, check_theorem41, ratio_growth, nash_weights, corollary42_check
 
 @given(st.lists(st.floats(-6, 6), min_size=3, max_size=64), st.data(), st.floats(1e-3, 100.))
 @settings(max_examples=500, deadline=None, database=None)
@@ -66,7 +66,7 @@ def test_nash_opposite_and_three():
     np.testing.assert_allclose(a * (M @ a), 1., atol=1e-9)
 
 def test_nash_direction_is_langevin_target():
-    from layoutlab.update import langevin_step
+    from layoutlab.guidance.update import langevin_step
     g = torch.Generator().manual_seed(0)
     z, eps, gE = (torch.randn(1, 4, 8, 8, generator=g, dtype=torch.float64) for _ in range(3))
     abar = 0.2
@@ -83,8 +83,8 @@ def test_corollary_check_small():
 # Theorem 4.1 read from recordings: the measurement must be able to fail, and it must read what the CLI writes.
 import json, subprocess
 import xarray as xr
-from layoutlab.theory import theorem41_report, synthetic_recording, pair_gains, inbox_state
-from layoutlab.record import load_recording
+from layoutlab.studies.theory import theorem41_report, synthetic_recording, pair_gains, inbox_state
+from layoutlab.core.record import load_recording
 
 @pytest.mark.parametrize('seed', [0, 1, 2])
 def test_report_tells_bias_from_none(seed):
@@ -120,7 +120,7 @@ def test_report_refuses_unguided(tmp_path):
 
 def test_study_records_float32(monkeypatch):
     "The 15a study's recordings keep attention in float32: float16 moves the in-box statistics it reports."
-    import layoutlab.study as study
+    import layoutlab.studies.theorem41 as study
     seen = []
     class Stop(Exception): pass
     def fake_sample(pipe, layout, method='none', recorder=None, **kw): seen.append((method, recorder)); raise Stop
@@ -131,7 +131,7 @@ def test_study_records_float32(monkeypatch):
 
 def _fake_runs(monkeypatch, calibration):
     "theorem41_runs with sample faked: the keyword arguments each condition's run got."
-    import layoutlab.study as study
+    import layoutlab.studies.theorem41 as study
     seen = {}
     class Res: recording, image = None, None
     def fake_sample(pipe, layout, method='none', **kw): seen[method if method != 'none' or 'before_step' not in kw else 'kick'] = kw; return Res()
@@ -144,7 +144,7 @@ def _fake_runs(monkeypatch, calibration):
 
 def test_study_naef_backprop_at_its_calibrated_step(monkeypatch):
     "NAEF × backprop runs at the step of the calibration file, read from it (0.03 there), not the preset's 1.0."
-    import layoutlab.study as study
+    import layoutlab.studies.theorem41 as study
     path = study.NAEF_CALIBRATION
     assert path.name == 'ablation_calib_nbp_shapes.json' and path.exists()
     want = json.loads(path.read_text())['calibration']['naef_backprop']['Guidance']['step_scale']
@@ -157,7 +157,7 @@ def test_study_naef_backprop_at_its_calibrated_step(monkeypatch):
 
 def test_study_refuses_to_mix_calibrations(tmp_path):
     "Rows made under the presets (the published ones) and rows made at the calibrated step never share a file."
-    from layoutlab.study import theorem41_study
+    from layoutlab.studies.theorem41 import theorem41_study
     out = tmp_path / 'rows.jsonl'
     out.write_text(json.dumps(dict(regime='scene', layout=0, condition='none')) + '\n')   # an old row: no calibration named
     with pytest.raises(ValueError, match='another file'): theorem41_study(n=1, out=out)

@@ -1,4 +1,4 @@
-"""`theorem41_report` against a recording with planted answers, built here without any helper of `layoutlab.theory`.
+"""`theorem41_report` against a recording with planted answers, built here without any helper of `layoutlab.studies.theory`.
 
 Two objects with boxes that are not symmetric under x <-> y, on an 8x8 grid:
 - "red circle", box x in [0, .5], y in [0, .25] (rows 0-1, columns 0-3: 8 cells), concentrates: every update moves its
@@ -15,7 +15,7 @@ import json, math, warnings
 import numpy as np
 import pytest
 import xarray as xr
-from layoutlab.theory import theorem41_report
+from layoutlab.studies.theory import theorem41_report
 
 H = W = 8
 STEPS, ITERATIONS = 5, 3                                  # ITERATIONS inner updates: ITERATIONS + 1 maps per step

@@ -1,11 +1,9 @@
-"Edge cases of layoutlab.update that would clutter the notebook."
+"Edge cases of layoutlab.guidance.update that would clutter the notebook."
 import math
 import numpy as np
 import pytest
 import torch
-from layoutlab.update import (sigma_from_alpha_bar, alpha_bar_from_sigma, sd_alpha_bars, backprop_step,
-                              layout_control_step_size, layout_control_stop, grad_norm_map, langevin_step,
-                              loss_guided_eps, loss_guidance_sigma, injection_weight, inject_logits)
+from layoutlab.guidance.update import sigma_from_alpha_bar, alpha_bar_from_sigma, sd_alpha_bars, backprop_step, layout_control_step_size, layout_control_stop, grad_norm_map, langevin_step, loss_guided_eps, loss_guidance_sigma, injection_weight, inject_logits
 
 def test_sigma_alpha_bar_roundtrip_tensor():
     ab = torch.tensor([0.005, 0.3, 0.99])

@@ -2,7 +2,7 @@
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
-from layoutlab.record import load_recording
+from layoutlab.core.record import load_recording
 
 ENV = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
 TINY = ('--model', 'tiny-sd15', '--steps', '1')
@@ -56,7 +56,7 @@ def _umask():
 
 def test_write_file_is_atomic(tmp_path):
     "A write that fails half-way leaves the old file as it was and no temporary file."
-    from layoutlab.cli import write_file
+    from layoutlab.ui.cli import write_file
     p = tmp_path/'image.png'; p.write_bytes(b'old')
     def half(tmp): tmp.write_bytes(b'half an im'); raise OSError('No space left on device')
     with pytest.raises(OSError): write_file(p, half, overwrite=True)
@@ -113,7 +113,7 @@ def test_boxes_default_to_a_layout_method_and_a_rerun_fails_at_once(tmp_path):
     assert load_recording(d/'recording.nc').attrs['method'] == 'layout_control'
     assert 'with method layout_control (the default for a layout with boxes' in r.stdout, r.stdout
     # the README's inline example, pasted next, writes to the same out/: refused at once, nothing imported
-    code = ("import sys; from typer.testing import CliRunner; from layoutlab.cli import app; "
+    code = ("import sys; from typer.testing import CliRunner; from layoutlab.ui.cli import app; "
             f"r = CliRunner().invoke(app, ['generate', '--prompt', 'a red circle and a blue square', '--box', 'red circle=0.1,0.1,0.5,0.5', '--out', {str(d)!r}]); "
             "print(r.exit_code, sorted({'torch', 'diffusers', 'transformers'} & set(sys.modules))); print(r.output)")
     p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=ENV)

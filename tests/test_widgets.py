@@ -1,13 +1,13 @@
-"Edge cases of layoutlab.widgets, driven from Python (no browser): boxes set as the canvas sets them."
+"Edge cases of layoutlab.ui.widgets, driven from Python (no browser): boxes set as the canvas sets them."
 import json
 import matplotlib; matplotlib.use('Agg')
 import numpy as np
 import pytest
 import torch
-from layoutlab.layout import Layout
-from layoutlab.record import Recorder
-from layoutlab import widgets
-from layoutlab.widgets import LayoutEditor, RecordingBrowser
+from layoutlab.core.layout import Layout
+from layoutlab.core.record import Recorder
+import layoutlab.ui.widgets as widgets
+from layoutlab.ui.widgets import LayoutEditor, RecordingBrowser
 
 def box(x, y, w, h, label): return dict(x=x, y=y, width=w, height=h, label=label)
 
@@ -68,8 +68,8 @@ def test_default_model_fallback_note(monkeypatch):
 
 def test_guided_method_keeps_progress(monkeypatch):
     "A preset's own seams run, and the progress bar still advances every step."
-    from layoutlab.models import tiny_pipeline
-    if 'layout_control' not in widgets.available_methods(): pytest.skip('layoutlab.methods has no layout_control preset')
+    from layoutlab.core.models import tiny_pipeline
+    if 'layout_control' not in widgets.available_methods(): pytest.skip('layoutlab.guidance.methods has no layout_control preset')
     ed = LayoutEditor(tiny_pipeline('sd15'), method='layout_control', steps=2, image_size=64,
                       method_options={'Guidance': dict(guided_steps=2, max_iterations=1, threshold=None)})
     ed.bbox.bboxes = [box(0, 0, 32, 32, 'red circle')]
@@ -99,7 +99,7 @@ def _disk_recording(path, n=6):
         r.step(900 - 100 * i, {'mid': torch.rand(2, 2, 64, 77).softmax(-1)}, energy=(('iteration',), torch.tensor([1., float('nan')])),
                x0_pred=(('channel', 'latent_y', 'latent_x'), torch.randn(4, 16, 16)))
     r.finish()
-    from layoutlab.record import load_recording
+    from layoutlab.core.record import load_recording
     return load_recording(path)
 
 def test_browsable_reads_from_disk(tmp_path):
@@ -124,7 +124,7 @@ def test_browser_steps_and_iterations(tmp_path):
     assert 'head 0' in br.canvases['attention'].fig.axes[1].get_title()
 
 def test_head_of_averaged_recording_is_an_error():
-    from layoutlab import plots
+    import layoutlab.plots as plots
     r = Recorder(layers=['mid'])
     r.begin(['mid'], ['<s>', 'a</w>', '</s>'] + ['</s>'] * 74, 3, (8, 8), dict(prompt='a', layout=Layout('a').to_json()))
     r.step(10, {'mid': torch.rand(2, 2, 16, 77).softmax(-1)})
