@@ -45,7 +45,8 @@ def test_same_image_whatever_the_callers_scheduler(pipe):
 
 def test_hand_seams_are_recorded(pipe):
     from layoutlab.guidance.methods import Guidance
-    g = Guidance(guided_steps=1, max_iterations=1, scale=12.0)
+    from layoutlab.guidance.update import Backprop
+    g = Guidance(update=Backprop(scale=12.0), guided_steps=1, max_iterations=1)
     rec = sample(pipe, LAY, steps=2, before_step=g, recorder=Recorder(layers=None), progress=False).recording
     p = json.loads(rec.attrs['params'])['before_step']
     assert rec.attrs['method'] == 'custom' and (p['piece'], p['scale'], p['energy']) == ('Guidance', 12.0, 'aef')

@@ -11,6 +11,8 @@ from layoutlab.core.loop import run_pipeline, gaussian_init, encode
 from layoutlab.core.record import Recorder, VARIABLES, FLAGS
 from layoutlab.guidance.update import loss_guidance_sigma
 from layoutlab.guidance.methods import Guidance, Injection, LossGuidance, STOP_CODES
+from layoutlab.guidance.energy import AEF, NAEF
+from layoutlab.guidance.update import Backprop, Langevin
 from layoutlab.guidance.registry import preset
 
 LAY = Layout("a red circle and a blue square", [dict(phrase="red circle", box=[.0, .0, .5, .5]),
@@ -96,11 +98,11 @@ def test_langevin_score_choice(pipe):
     steps, cfg = 3, 7.5
     z, (eps_u, eps_c), abar = _eps_at_start(pipe, steps)
     want = {'cond': eps_c, 'uncond': eps_u, 'cfg': eps_u + cfg * (eps_c - eps_u)}
-    assert Guidance().score == 'cond'
+    assert Langevin().score == 'cond'
     got = {}
     for score in want:
         rec = sample(pipe, LAY, steps=steps, cfg=cfg, recorder=Recorder(layers=None), progress=False,
-                     before_step=Guidance('naef', 'langevin', guided_steps=1, max_iterations=1, threshold=None, score=score)).recording
+                     before_step=Guidance(NAEF(), Langevin(score=score), guided_steps=1, max_iterations=1, threshold=None)).recording
         got[score] = float(rec.score_norm.isel(step=0, iteration=0))
         assert got[score] == pytest.approx(float(want[score].norm()) / math.sqrt(1 - abar), rel=1e-4), score
         assert json.loads(rec.attrs['params'])['before_step']['score'] == score
@@ -113,7 +115,7 @@ SPLIT = ('grad_norm_aef', 'grad_norm_kl', 'grad_cos_aef_kl', 'latent_rms', 'aef_
 @pytest.mark.parametrize('update', ['backprop', 'langevin'])
 def test_naef_gradient_split(pipe, update):
     z, _, _ = _eps_at_start(pipe, 3)
-    rec = run(pipe, 3, before_step=Guidance('naef', update, guided_steps=2, max_iterations=2, threshold=None))
+    rec = run(pipe, 3, before_step=Guidance(NAEF(), update(), guided_steps=2, max_iterations=2, threshold=None))
     for v in SPLIT:
         assert rec[v].dims == ('step', 'iteration') and v in VARIABLES
     s0 = rec.isel(step=0, iteration=slice(0, 2))                 # ρ = 5 at step 0
@@ -126,12 +128,12 @@ def test_naef_gradient_split(pipe, update):
     assert bool(rec.grad_norm_aef.isel(step=slice(0, 2), iteration=2).isnull().all())      # no update after the last iteration
 
 def test_split_of_an_aef_run_and_of_rho_zero(pipe):
-    rec = run(pipe, 3, before_step=Guidance('aef', 'backprop', guided_steps=2, max_iterations=2, threshold=None))
+    rec = run(pipe, 3, before_step=Guidance(AEF(), Backprop(), guided_steps=2, max_iterations=2, threshold=None))
     s = rec.isel(step=slice(0, 2), iteration=slice(0, 2))
     np.testing.assert_allclose(s.grad_norm_aef.values, s.grad_norm.values, rtol=1e-6)
     assert (s.grad_norm_kl.values == 0).all() and np.isnan(s.grad_cos_aef_kl.values).all()
     # backprop moves Δz = −s∇E, so ⟨∇AEF, Δz⟩ = −s‖∇E‖²
     np.testing.assert_allclose(s.aef_first_order.values, -s.step_size.values * s.grad_norm.values**2, rtol=1e-3)
-    rec = run(pipe, 3, before_step=Guidance('naef', 'backprop', guided_steps=2, max_iterations=1, threshold=None, rho0=0.))
+    rec = run(pipe, 3, before_step=Guidance(NAEF(rho0=0.), Backprop(), guided_steps=2, max_iterations=1, threshold=None))
     s = rec.isel(step=slice(0, 2), iteration=0)
     assert (s.grad_norm_kl.values <= 1e-5 * s.grad_norm.values).all()      # no KL weight: the gradient is all AEF

@@ -6,6 +6,8 @@ import pytest, torch
 from layoutlab.core.layout import Layout, LayoutError, load_layout
 from layoutlab.core.models import ModelNotAvailable, load_pipeline, load_tokenizer, resolve_device, shipped_tokenizer, tiny_pipeline
 from layoutlab.guidance.methods import Guidance, Injection, LossGuidance, SpatialAware, GradSAMFromReference
+from layoutlab.guidance.energy import NAEF
+from layoutlab.guidance.update import Backprop, Langevin
 from layoutlab.guidance.registry import preset
 
 GOOD = {"prompt": "a red circle and a blue square", "objects": [{"phrase": "red circle", "box": [0.1, 0.1, 0.5, 0.5]}], "seed": 0}
@@ -191,14 +193,15 @@ PIECES = [
     ('Guidance guided_steps 0', lambda: Guidance(guided_steps=0), 'Guidance.guided_steps must be an integer >= 1, got 0'),
     ('Guidance threshold nan', lambda: Guidance(threshold=math.nan), 'Guidance.threshold must be None or a finite number >= 0, got nan'),
     ('Guidance threshold -1', lambda: Guidance(threshold=-1.0), 'Guidance.threshold must be None or a finite number >= 0'),
-    ('Guidance scale 0', lambda: Guidance(scale=0), 'Guidance.scale must be a finite number > 0, got 0'),
-    ('Guidance step_scale inf', lambda: Guidance(step_scale=math.inf), 'Guidance.step_scale must be a finite number > 0, got inf'),
-    ('Guidance r -0.1', lambda: Guidance(r=-0.1), 'Guidance.r must be a finite number > 0, got -0.1'),
-    ('Guidance rho0 -1', lambda: Guidance(rho0=-1), 'Guidance.rho0 must be a finite number >= 0, got -1'),
-    ('Guidance lam "1"', lambda: Guidance(lam="1"), "Guidance.lam must be a finite number >= 0, got '1'"),
-    ('Guidance xi_norm', lambda: Guidance(xi_norm='grad'), "Guidance.xi_norm must be 'target' or 'score', got 'grad'"),
+    ('Backprop scale 0', lambda: Backprop(scale=0), 'Backprop.scale must be a finite number > 0, got 0'),
+    ('Backprop step_scale inf', lambda: Backprop(step_scale=math.inf), 'Backprop.step_scale must be a finite number > 0, got inf'),
+    ('Langevin r -0.1', lambda: Langevin(r=-0.1), 'Langevin.r must be a finite number > 0, got -0.1'),
+    ('NAEF rho0 -1', lambda: NAEF(rho0=-1), 'NAEF.rho0 must be a finite number >= 0, got -1'),
+    ('NAEF lam "1"', lambda: NAEF(lam="1"), "NAEF.lam must be a finite number >= 0, got '1'"),
+    ('Langevin xi_norm', lambda: Langevin(xi_norm='grad'), "Langevin.xi_norm must be 'target' or 'score', got 'grad'"),
     ('Guidance layers 5', lambda: Guidance(layers=5), 'Guidance.layers must be None or a name pattern or a list of layer names, got 5'),
-    ('Guidance energy', lambda: Guidance(energy='xef'), "energy must be 'aef' or 'naef', got 'xef'"),
+    ('Guidance energy', lambda: Guidance(energy='xef'), "Guidance.energy must be a piece such as AEF() or NAEF(), got 'xef'"),
+    ('Guidance r via overrides', lambda: Guidance().with_params(r=0.1), "Guidance has no parameter 'r'"),
     ('Injection nu_prime -1', lambda: Injection(nu_prime=-1), 'Injection.nu_prime must be a finite number >= 0, got -1'),
     ('Injection start -1', lambda: Injection(start=-1), 'Injection.start must be an integer >= 0, got -1'),
     ('Injection stop <= start', lambda: Injection(start=2, stop=2), 'Injection.stop must be an integer >= 3, got 2'),
@@ -223,7 +226,7 @@ def test_bad_piece_parameters(make, expected):
     assert expected in one_line(e.value)
 
 def test_good_pieces_still_build():
-    assert Guidance(threshold=None, max_iterations=1, guided_steps=1, lam=0, rho0=0).threshold is None
+    assert Guidance(NAEF(lam=0, rho0=0), threshold=None, max_iterations=1, guided_steps=1).threshold is None
     assert Injection(layers=['mid_block.attentions.0.transformer_blocks.0.attn2']).stop == 11
     assert LossGuidance(start=3, stop=4, size=[8, 8]).stop == 4
     assert SpatialAware(n_invert=0, noise=1.0).noise == 1.0

@@ -8,9 +8,14 @@ import math
 import torch
 import torch.nn.functional as F
 from ..core.layout import box_mask
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+from .pieces import check_fields, check_choices, _num
+
 
 # %% auto #0
-__all__ = ['KL_READINGS', 'grid_shape', 'resize_masks', 'toy_probs', 'aef', 'box_prior', 'rho_schedule', 'naef', 'ilgd_loss']
+__all__ = ['KL_READINGS', 'grid_shape', 'resize_masks', 'toy_probs', 'aef', 'box_prior', 'rho_schedule', 'naef', 'ilgd_loss',
+           'AEF', 'NAEF']
 
 # %% ../../nbs/05_energy.ipynb #cc72ef7b
 def grid_shape(n:int, # number of spatial positions of an attention map (h*w)
@@ -234,3 +239,26 @@ def ilgd_loss(maps:dict, # layer name -> probs (batch, heads, h*w, tokens), cond
     per_object = out - ins                                           # (b, n)
     energy = per_object.sum(1)
     return dict(total=energy.sum(), energy=energy, per_object=per_object, inside=ins, outside=out, weights=wts)
+
+# %% ../../nbs/05_energy.ipynb #f1b2c3d4
+def _aspect(state): return state.latents.shape[-1] / state.latents.shape[-2]
+
+@dataclass
+class AEF:
+    "Layout-Control's attention energy, as `Guidance`'s energy: `aef` of the energy layers' maps."
+    name:ClassVar[str] = 'aef'
+    def __call__(self, maps, state, guided_steps:int)->dict: return aef(maps, state.layout.masks, state.tokens, aspect=_aspect(state))
+    def step_values(self, state, guided_steps:int)->dict: return {}
+
+@dataclass
+class NAEF:
+    "WinWinLay's non-local attention energy, as `Guidance`'s energy: AEF + ρ_t·KL to the box prior, ρ decaying to 0 over the guided steps."
+    rho0:float=5.0 # ρ at the first guided step (linear decay to 0)
+    lam:float=1.0 # λ of the box prior
+    kl:Literal['unscaled', 'scaled', 'mass']='unscaled' # the reading of ρ: 'unscaled' (the paper: AEF + ρ·KL), 'scaled' (ρ against Layout-Control's 30×-scaled energy) or 'mass' (ρ·f_in·KL, ours); see `naef`
+    name:ClassVar[str] = 'naef'
+    def __post_init__(self): check_fields(self, rho0=_num(0), lam=_num(0)); check_choices(self)
+    def __call__(self, maps, state, guided_steps:int)->dict:
+        return naef(maps, state.layout.masks, state.tokens, rho=rho_schedule(state.i, guided_steps, self.rho0), lam=self.lam,
+                    boxes=state.layout.boxes, aspect=_aspect(state), kl=self.kl)
+    def step_values(self, state, guided_steps:int)->dict: return {'rho': rho_schedule(state.i, guided_steps, self.rho0)}

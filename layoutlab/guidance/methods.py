@@ -4,92 +4,78 @@
 
 # %% ../../nbs/09_methods.ipynb #c959f7dd
 from __future__ import annotations
-import difflib, math
-from dataclasses import MISSING, dataclass, asdict, field, fields, replace
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Literal
+from .pieces import check_fields, check_choices, parameters, with_params, check_overrides, _close, _int, _num, _or_none, _NAMES, _LAYERS
 import numpy as np
 import torch
 from ..core.attention import guidance_layers, select_layers
-from .energy import aef, naef, ilgd_loss, rho_schedule, KL_READINGS
-from .update import backprop_step, layout_control_step_size, layout_control_stop, grad_norm_map, langevin_step, loss_guided_eps, loss_guidance_sigma, inject_logits, sigma_from_alpha_bar
+from .energy import ilgd_loss, AEF, NAEF
+from .update import layout_control_stop, grad_norm_map, loss_guided_eps, loss_guidance_sigma, inject_logits, sigma_from_alpha_bar, Backprop, Langevin
 from ..core.loop import predict_noise, attention_forward
-from .registry import Method, _close
+from .registry import Method
 from ..core.models import MODEL_DEFAULTS, model_kind
 
 
 # %% auto #0
-__all__ = ['STOP_CODES', 'METHODS', 'check_fields', 'Guidance', 'RandomKick', 'kick_norms', 'Injection', 'LossGuidance',
-           'SpatialAware', 'GradSAMFromReference', 'check_overrides']
-
-# %% ../../nbs/09_methods.ipynb #a7b9c1d3
-import numbers
-def _int(lo:int): return (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= lo), f'an integer >= {lo}'
-def _num(lo:float, above:bool=False):
-    ok = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and (v > lo if above else v >= lo)
-    return ok, f"a finite number {'>' if above else '>='} {lo}"
-def _or_none(rule): return (lambda v: v is None or rule[0](v)), f'None or {rule[1]}'
-def _one_of(*xs): return (lambda v: v in xs), ' or '.join(map(repr, xs))
-_NAMES = (lambda v: isinstance(v, str) or (isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)),
-          'a name pattern or a list of layer names')
-_LAYERS = _or_none(_NAMES)
-
-def check_fields(piece, # a dataclass instance
-                 **rules # field name -> (predicate, what the value must be)
-                ):
-    "A ValueError naming the first field of `piece` whose value breaks its rule."
-    for name, (ok, want) in rules.items():
-        v = getattr(piece, name)
-        if not ok(v): raise ValueError(f"{type(piece).__name__}.{name} must be {want}, got {v!r}")
+__all__ = ['STOP_CODES', 'METHODS', 'Guidance', 'RandomKick', 'kick_norms', 'Injection', 'LossGuidance', 'SpatialAware',
+           'GradSAMFromReference']
 
 # %% ../../nbs/09_methods.ipynb #0d98e9e0
 STOP_CODES = {'': 0, 'steps': 0, 'energy': 1, 'iterations': 2, 'done': 3}  # done: stopped for good at an earlier step
 
 @dataclass
 class Guidance:
-    "Energy-based guidance of the latent before each denoising step."
-    energy:str='aef' # 'aef' (Layout-Control) or 'naef' (WinWinLay)
-    update:str='backprop' # 'backprop' (Layout-Control) or 'langevin' (WinWinLay's adaptive update)
+    "Energy-based guidance of the latent before each denoising step: an energy and an update, iterated."
+    energy:object=field(default_factory=AEF) # the energy piece: `AEF()` (Layout-Control), `NAEF(...)` (WinWinLay), or any object with their call
+    update:object=field(default_factory=Backprop) # the update piece: `Backprop(...)` (Layout-Control), `Langevin(...)` (WinWinLay's adaptive update), ...
     layers:object=None # energy layers (names or pattern); None = mid block + first cross-attention up block
     guided_steps:int=10 # guide steps 0 .. guided_steps-1
     max_iterations:int=5 # inner iterations per step
     threshold:float|None=0.2 # stop a step once E ≤ threshold (None: always run max_iterations)
-    scale:float=30.0 # Layout-Control's loss scale in the backprop step
-    step_scale:float=1.0 # calibration multiplier of the backprop step size
-    r:float=0.06 # Langevin signal-to-noise ratio
-    rho0:float=5.0 # NAEF's ρ at the first guided step (linear decay to 0)
-    lam:float=1.0 # λ of NAEF's box prior
-    xi_norm:str='target' # Langevin ξ from ‖s − ν∇E‖ ('target') or ‖s‖ ('score')
-    score:str='cond' # Langevin score from ε_c ('cond', default), ε_u ('uncond') or the CFG-combined ε ('cfg', our earlier reading)
-    stop_rule:str='for_good' # after E ≤ threshold: no more guidance in this run ('for_good', Layout-Control's code) or re-evaluate each step ('per_step', ours)
-    kl:str='unscaled' # NAEF's reading of ρ: 'unscaled' (the paper: AEF + ρ·KL), 'scaled' (ρ against Layout-Control's 30×-scaled energy) or 'mass' (ρ·f_in·KL, ours); see `energy.naef`
+    stop_rule:Literal['for_good', 'per_step']='for_good' # after E ≤ threshold: no more guidance in this run ('for_good', Layout-Control's code) or re-evaluate each step ('per_step', ours)
     def __post_init__(self):
-        if self.energy not in ('aef', 'naef'): raise ValueError(f"energy must be 'aef' or 'naef', got {self.energy!r}")
-        if self.update not in ('backprop', 'langevin'): raise ValueError(f"update must be 'backprop' or 'langevin', got {self.update!r}")
-        check_fields(self, layers=_LAYERS, guided_steps=_int(1), max_iterations=_int(1), threshold=_or_none(_num(0)),
-                     scale=_num(0, above=True), step_scale=_num(0, above=True), r=_num(0, above=True), rho0=_num(0), lam=_num(0),
-                     xi_norm=_one_of('target', 'score'), score=_one_of('cond', 'uncond', 'cfg'), stop_rule=_one_of('for_good', 'per_step'),
-                     kl=_one_of(*KL_READINGS))
+        for part, eg in (('energy', 'AEF() or NAEF()'), ('update', 'Backprop() or Langevin()')):
+            p = getattr(self, part)
+            if isinstance(p, str) or not callable(p): raise ValueError(f"Guidance.{part} must be a piece such as {eg}, got {p!r}")
+        clash = (set(parameters(self.energy)) & set(parameters(self.update))) | ((set(parameters(self.energy)) | set(parameters(self.update))) & set(self._own()))
+        if clash: raise ValueError(f"Guidance: {type(self.energy).__name__} and {type(self.update).__name__} both name parameter(s) {', '.join(sorted(clash))}; rename one")
+        check_fields(self, layers=_LAYERS, guided_steps=_int(1), max_iterations=_int(1), threshold=_or_none(_num(0)))
+        check_choices(self)
+    def _own(self): return [f.name for f in fields(self) if f.name not in ('energy', 'update')]
+    @property
+    def params(self)->dict:
+        "Its parameters, flattened: the energy's and update's names, its own fields, then its parts' parameters."
+        name = lambda p: getattr(p, 'name', type(p).__name__)
+        return {'energy': name(self.energy), 'update': name(self.update), **{k: getattr(self, k) for k in self._own()},
+                **parameters(self.energy), **parameters(self.update)}
+    def with_params(self, **changes):
+        "A new `Guidance` with parameters changed: its own, its energy's or its update's, each where it lives."
+        e, u, own = set(parameters(self.energy)), set(parameters(self.update)), {'energy', 'update', *self._own()}
+        bad = [k for k in changes if k not in e | u | own]
+        if bad: raise ValueError(f"Guidance has no parameter {bad[0]!r}{_close(bad[0], list(self.params))}; its parameters: {', '.join(self.params)}")
+        mine = {k: v for k, v in changes.items() if k in own}
+        energy = with_params(mine.pop('energy', self.energy), **{k: v for k, v in changes.items() if k in e})
+        update = with_params(mine.pop('update', self.update), **{k: v for k, v in changes.items() if k in u})
+        return replace(self, energy=energy, update=update, **mine)
 
 # %% ../../nbs/09_methods.ipynb #811ab484
-def _energy(g:Guidance, maps, state, masks):
-    aspect = state.latents.shape[-1] / state.latents.shape[-2]
-    if g.energy == 'aef': return aef(maps, masks, state.tokens, aspect=aspect)
-    rho = rho_schedule(state.i, g.guided_steps, g.rho0)
-    return naef(maps, masks, state.tokens, rho=rho, lam=g.lam, boxes=state.layout.boxes, aspect=aspect, kl=g.kl)
-
 def _eps_and_maps(g:Guidance, state, z, layers):
     "The noise prediction the update needs (ε_c, ε_u or the CFG ε; none for backprop) and the conditional branch's maps, from one UNet pass."
-    if g.update == 'backprop': return None, {k: v[-1:] for k, v in attention_forward(state, z, layers).items()}  # stops after the last energy layer
+    score = g.update.score
+    if score is None: return None, {k: v[-1:] for k, v in attention_forward(state, z, layers).items()}  # stops after the last energy layer
     state.capture.clear()
-    if g.score == 'cond': eps = predict_noise(state, z, cfg=False)
-    elif g.score == 'cfg': eps = predict_noise(state, z)
+    if score == 'cond': eps = predict_noise(state, z, cfg=False)
+    elif score == 'cfg': eps = predict_noise(state, z)
     else:
         x = state.pipe.scheduler.scale_model_input(torch.cat([z, z]), state.t)
         eps = state.pipe.unet(x, state.t, **state.cond.unet_kwargs()).sample.chunk(2)[0]
     return eps, {k: state.capture.maps[k][-1:] for k in layers}
 
 def _aef_grad(g:Guidance, E:dict, z:torch.Tensor):
-    "∇_z of NAEF's AEF part, reduced over objects like the energy; None for AEF (its gradient is the whole one)."
-    if g.energy == 'aef': return None
+    "∇_z of the energy's AEF part, reduced over objects like the energy; None when the AEF part is the whole energy (no `kl` term)."
+    if 'kl' not in E: return None
     return torch.autograd.grad(E['aef'].mean(-1).sum(), z, retain_graph=True)[0]
 
 def _log_split(add, g_aef, g_kl):
@@ -129,7 +115,7 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
         z = z.detach().requires_grad_(True)
         with torch.enable_grad():
             eps, maps = _eps_and_maps(self, state, z, layers)
-            E = _energy(self, maps, state, masks)
+            E = self.energy(maps, state, self.guided_steps)
         e = float(E['energy'][0].detach())
         add('energy', e); add('energy_object', E['per_object'][0]); add('inside', E['inside'][0])
         add('energy_aef', E['aef'][0])
@@ -146,12 +132,7 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
         if g_aef is None: g_aef = grad
         if rec: add('grad_norm', grad.norm()); add('grad_map', grad_norm_map(grad)[0]); _log_split(add, g_aef, grad - g_aef)  # ∇AEF, ∇(ρ·KL) (zero for AEF)
         z_prev = z.detach()
-        if self.update == 'backprop':
-            s = self.step_scale * layout_control_step_size(scale=self.scale, alpha_bar_t=abar)
-            z = backprop_step(z.detach(), grad, s); add('step_size', s)
-        else:
-            z, info = langevin_step(z.detach(), eps.detach(), grad, abar, r=self.r, generator=state.generator, xi_norm=self.xi_norm)
-            for k in ('nu', 'xi', 'score_norm'): add(k, info[k][0])
+        z = self.update(z.detach(), grad, None if eps is None else eps.detach(), state, add)
         if rec: add('update_norm', (z - z_prev).norm()); add('aef_first_order', (g_aef * (z - z_prev)).sum())
     dims = {'energy_object': ('object',), 'inside': ('object',), 'energy_aef': ('object',), 'energy_kl': ('object',),
             'grad_map': ('lat_y', 'lat_x'), 'guidance_attention': ('object', 'att_y', 'att_x')}
@@ -159,7 +140,7 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
         v = torch.stack(vs)
         pad = torch.full((n - len(vs),) + v.shape[1:], float('nan'))
         state.log(k, torch.cat([v, pad]), ('iteration',) + dims.get(k, ()))
-    if self.energy == 'naef': state.log('rho', rho_schedule(state.i, self.guided_steps, self.rho0))
+    for k, v in self.energy.step_values(state, self.guided_steps).items(): state.log(k, v)
     state.log('stop', STOP_CODES[stop])
     return z.detach()
 Guidance.__call__ = _guidance_call
@@ -237,9 +218,9 @@ class LossGuidance:
     start:int=1 # first guided step (the authors' code skips step 0)
     stop:int=25 # guide steps start .. stop-1 (authors: 1–24 of 50)
     size:tuple=(16, 16) # common grid of the loss
-    sigma:str='authors' # σ_t reading: 'authors' (∇_z L × √((1−ᾱ)/ᾱ), public code) or 'vp' (× √(1−ᾱ), ours), see `loss_guidance_sigma`
+    sigma:Literal['authors', 'vp']='authors' # σ_t reading: 'authors' (∇_z L × √((1−ᾱ)/ᾱ), public code) or 'vp' (× √(1−ᾱ), ours), see `loss_guidance_sigma`
     def __post_init__(self):
-        check_fields(self, eta=_num(0), start=_int(0), sigma=_one_of('authors', 'vp'), size=(lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_int(1)[0](x) for x in v), 'two integers >= 1'))
+        check_choices(self); check_fields(self, eta=_num(0), start=_int(0), size=(lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_int(1)[0](x) for x in v), 'two integers >= 1'))
         check_fields(self, stop=_int(self.start + 1))  # at least one guided step
     def wants_grad(self, state): return self.start <= state.i < self.stop and bool(state.layout.objects)
     def __call__(self, state, eps):
@@ -278,11 +259,12 @@ class GradSAMFromReference:
     sigma:float=1.0 # Gaussian blur of the importance, latent cells
     dilate:int=1 # dilation radius of the masks, latent cells
     render_steps:int=20 # DDIM steps to render each phrase alone
-    importance:str='authors' # 'authors' (per latent element, the public code's) or 'scalar' (ours, one backward)
+    importance:Literal['authors', 'scalar']='authors' # 'authors' (per latent element, the public code's) or 'scalar' (ours, one backward)
     chunk:int=256 # 'authors': latent elements per batched vector-Jacobian product
     def __post_init__(self):
         check_fields(self, timesteps=(lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_int(0)[0](t) and t < 1000 for t in v), 'a non-empty list of integer timesteps in 0 .. 999'),
-                     sigma=_num(0), dilate=_int(0), render_steps=_int(1), importance=_one_of('authors', 'scalar'), chunk=_int(1))
+                     sigma=_num(0), dilate=_int(0), render_steps=_int(1), chunk=_int(1))
+        check_choices(self)
     def for_layout(self, pipe, layout, steps, height, width, cfg, sample_fn):
         render = phrase_renderer(sample_fn, pipe, steps=self.render_steps, cfg=cfg, height=height, width=width)
         ref = reference_image(layout, render, size=(height, width), seed=layout.seed or 0)
@@ -290,27 +272,18 @@ class GradSAMFromReference:
                                     sigma=self.sigma, dilate=self.dilate, importance=self.importance, chunk=self.chunk)
 
 # %% ../../nbs/09_methods.ipynb #bcfecf85
-def check_overrides(cls, # a piece class (a dataclass)
-                    over # what the caller passed for it, e.g. `dict(step_scale=0.5)`
-                   )->dict: # `over`, checked
-    "A piece's overrides: a dict of its parameters; anything else is a ValueError naming the piece's parameters."
-    names = [f.name for f in fields(cls)]
-    if not isinstance(over, dict):
-        eg = next((f for f in fields(cls) if f.default is not MISSING), fields(cls)[0])
-        raise ValueError(f"{cls.__name__}={over!r}: a piece's overrides are a dict of its parameters, e.g. "
-                         f"{cls.__name__}=dict({eg.name}={eg.default!r}); {cls.__name__}'s parameters: {', '.join(names)}")
-    for k in over:
-        if k not in names: raise ValueError(f"{cls.__name__} has no parameter {k!r}{_close(k, names)}; its parameters: {', '.join(names)}")
-    return over
-
 def _tuned(cls, pipe, over, **kw):
-    "A piece with the model's calibrated defaults, then the preset's keywords, then the caller's overrides."
-    return cls(**{**MODEL_DEFAULTS.get(model_kind(pipe), {}).get(cls.__name__, {}), **kw, **check_overrides(cls, over.get(cls.__name__, {}))})
+    "A piece with the preset's keywords, the model's calibrated defaults where it has those parameters, then the caller's overrides."
+    piece = cls(**kw)
+    model = {k: v for k, v in MODEL_DEFAULTS.get(model_kind(pipe), {}).get(cls.__name__, {}).items() if k in parameters(piece) and k not in kw}
+    piece = with_params(piece, **model)
+    return with_params(piece, **check_overrides(piece, over.get(cls.__name__, {})))
+
 
 # %% ../../nbs/09_methods.ipynb #ff2570de
 def _guided(energy, update, **kw):
-    "A builder of one `Guidance` seam with this energy and update (and the preset's other keywords)."
-    return lambda pipe, over: dict(before_step=_tuned(Guidance, pipe, over, energy=energy, update=update, **kw))
+    "A builder of one `Guidance` seam with this energy and update class (and the preset's other keywords)."
+    return lambda pipe, over: dict(before_step=_tuned(Guidance, pipe, over, energy=energy(), update=update(), **kw))
 
 def _on_top(base, seam, cls):
     "A builder: method `base`'s pieces, plus `cls` (built per layout) at `seam`."
@@ -318,21 +291,21 @@ def _on_top(base, seam, cls):
 
 _STEP, _R = [0.1, 0.3, 1.0, 3.0, 10.0], [0.02, 0.06, 0.12, 0.25, 0.5, 1.0]  # published values (1.0, 0.06) and ShapesSD's (1.0, 0.25) inside
 _STEP_LOW = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]  # NAEF × backprop chose 0.1, the lower edge of _STEP: widened downwards
-_BASE = {'layout_control': _guided('aef', 'backprop', stop_rule='for_good')}
+_BASE = {'layout_control': _guided(AEF, Backprop, stop_rule='for_good')}
 
 METHODS = [
     Method('none', 'no guidance: the model alone', lambda pipe, over: {}),
     Method('layout_control', "Layout-Control: attention energy (AEF), backprop update", _BASE['layout_control'],
            grid=('Guidance', 'step_scale', _STEP), tags=('bench', 'ablation', 'perf')),
-    Method('winwinlay', "WinWinLay: non-local energy (NAEF), adaptive Langevin update", _guided('naef', 'langevin', max_iterations=4, threshold=None),
+    Method('winwinlay', "WinWinLay: non-local energy (NAEF), adaptive Langevin update", _guided(NAEF, Langevin, max_iterations=4, threshold=None),
            grid=('Guidance', 'r', _R), inherits='naef_adaptive', tags=('bench', 'perf')),
-    Method('aef_backprop', "ablation: AEF energy, backprop update", _guided('aef', 'backprop', max_iterations=4, threshold=None),
+    Method('aef_backprop', "ablation: AEF energy, backprop update", _guided(AEF, Backprop, max_iterations=4, threshold=None),
            grid=('Guidance', 'step_scale', _STEP), tags=('bench', 'ablation')),
-    Method('naef_backprop', "ablation: NAEF energy, backprop update", _guided('naef', 'backprop', max_iterations=4, threshold=None),
+    Method('naef_backprop', "ablation: NAEF energy, backprop update", _guided(NAEF, Backprop, max_iterations=4, threshold=None),
            grid=('Guidance', 'step_scale', _STEP_LOW), tags=('bench', 'ablation')),
-    Method('aef_adaptive', "ablation: AEF energy, adaptive Langevin update", _guided('aef', 'langevin', max_iterations=4, threshold=None),
+    Method('aef_adaptive', "ablation: AEF energy, adaptive Langevin update", _guided(AEF, Langevin, max_iterations=4, threshold=None),
            grid=('Guidance', 'r', _R), tags=('bench', 'ablation')),
-    Method('naef_adaptive', "ablation: NAEF energy, adaptive Langevin update (WinWinLay's pieces)", _guided('naef', 'langevin', max_iterations=4, threshold=None),
+    Method('naef_adaptive', "ablation: NAEF energy, adaptive Langevin update (WinWinLay's pieces)", _guided(NAEF, Langevin, max_iterations=4, threshold=None),
            grid=('Guidance', 'r', _R), inherits='winwinlay', tags=('ablation',)),
     Method('ilgd', "iLGD: early attention injection and weak loss guidance",
            lambda pipe, over: dict(edit_attention=_tuned(Injection, pipe, over), noise_pred=_tuned(LossGuidance, pipe, over)),

@@ -4,11 +4,12 @@
 
 # %% ../../nbs/09a_registry.ipynb #c3a4b5d6
 from __future__ import annotations
-import difflib, importlib, warnings
-from dataclasses import dataclass, asdict
+import importlib, warnings
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from ..core.loop import run, describe_seam, check_settings, run_seeds, default_cfg, _as_layout, Sample, SEAMS
 from ..core.record import Recorder
+from .pieces import _close
 
 # %% auto #0
 __all__ = ['BUILTIN', 'GROUP', 'Method', 'register', 'installed', 'methods', 'method_names', 'check_method', 'get_method',
@@ -73,11 +74,6 @@ def methods()->dict: # name -> Method: built-in, then installed plug-ins, then t
     return {**builtin, **_installed, **_session}
 
 # %% ../../nbs/09a_registry.ipynb #caabbcdd
-def _close(name, names, cutoff=0.5)->str:
-    "' (did you mean ...?)' with the nearest of `names`, as git suggests, or ''."
-    close = difflib.get_close_matches(str(name).lower(), names, n=1, cutoff=cutoff)
-    return f" (did you mean {close[0]!r}?)" if close else ''
-
 def method_names()->list: return list(methods())
 
 def check_method(name # a method name, as a user typed it
@@ -97,12 +93,8 @@ def preset(name:str, # a method name (see `method_names()`)
           )->tuple: # (seams for `sample`, parameters for the recording)
     "The sampler seams and parameters of a registered method."
     seams = get_method(name).build(pipe, overrides)
-    params = {k: {'piece': type(v).__name__, **_params(v)} for k, v in seams.items()}
-    return seams, params
+    return seams, {k: describe_seam(v) for k, v in seams.items()}
 
-def _params(piece):
-    try: return {k: v for k, v in asdict(piece).items() if isinstance(v, (int, float, str, bool, list, tuple, type(None)))}
-    except TypeError: return {}
 
 # %% ../../nbs/09a_registry.ipynb #ccccddef
 def run_seams(pipe, # the pipeline (model-calibrated defaults of the preset)

@@ -8,11 +8,15 @@ import math
 import numpy as np
 import torch
 from .energy import resize_masks, grid_shape
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+from .pieces import check_fields, check_choices, _num
+
 
 # %% auto #0
 __all__ = ['sigma_from_alpha_bar', 'alpha_bar_from_sigma', 'sd_alpha_bars', 'backprop_step', 'layout_control_step_size',
            'layout_control_stop', 'grad_norm_map', 'langevin_step', 'loss_guided_eps', 'loss_guidance_sigma',
-           'injection_weight', 'inject_logits']
+           'injection_weight', 'inject_logits', 'Backprop', 'Langevin']
 
 # %% ../../nbs/06_update.ipynb #e98d7896
 def sigma_from_alpha_bar(alpha_bar_t # ᾱ_t of the timestep (float or tensor)
@@ -161,3 +165,30 @@ def inject_logits(scores:torch.Tensor, # pre-softmax attention scores (..., h*w,
             if mx is None: raise ValueError(f"max_over must be 'all' or 'query', got {max_over!r}")
             add[..., :, k] = add[..., :, k] + wgt * mx * m[i]
     return scores + add
+
+# %% ../../nbs/06_update.ipynb #f4e5f6a7
+@dataclass
+class Backprop:
+    "Layout-Control's update, as `Guidance`'s update: z ← z − s·∇E with its step-size schedule."
+    scale:float=30.0 # Layout-Control's loss scale in the step size
+    step_scale:float=1.0 # calibration multiplier of the step size
+    name:ClassVar[str] = 'backprop'
+    score:ClassVar = None   # the update needs no noise prediction
+    def __post_init__(self): check_fields(self, scale=_num(0, above=True), step_scale=_num(0, above=True))
+    def __call__(self, z, grad, eps, state, add):
+        s = self.step_scale * layout_control_step_size(scale=self.scale, alpha_bar_t=state.alpha_bar)
+        z = backprop_step(z, grad, s); add('step_size', s)
+        return z
+
+@dataclass
+class Langevin:
+    "WinWinLay's adaptive Langevin update, as `Guidance`'s update: ν = ‖s‖/‖∇E‖ and the SNR step size of `langevin_step`."
+    r:float=0.06 # signal-to-noise ratio of the step
+    xi_norm:Literal['target', 'score']='target' # ξ from ‖s − ν∇E‖ ('target') or ‖s‖ ('score')
+    score:Literal['cond', 'uncond', 'cfg']='cond' # the score's noise prediction: ε_c ('cond', default), ε_u ('uncond') or the CFG-combined ε ('cfg', our earlier reading)
+    name:ClassVar[str] = 'langevin'
+    def __post_init__(self): check_fields(self, r=_num(0, above=True)); check_choices(self)
+    def __call__(self, z, grad, eps, state, add):
+        z, info = langevin_step(z, eps, grad, state.alpha_bar, r=self.r, generator=state.generator, xi_norm=self.xi_norm)
+        for k in ('nu', 'xi', 'score_norm'): add(k, info[k][0])
+        return z

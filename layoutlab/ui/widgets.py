@@ -18,8 +18,8 @@ import layoutlab.plots as plots
 
 # %% auto #0
 __all__ = ['MODELS', 'LOAD_LIMIT', 'derive_phrases', 'parse_phrases', 'png_bytes', 'blank_canvas', 'box_to_norm', 'norm_to_box',
-           'available_methods', 'method_seams', 'default_model', 'default_cfg', 'method_parameters', 'read_layout',
-           'LayoutEditor', 'browsable', 'RecordingBrowser']
+           'available_methods', 'method_seams', 'default_model', 'default_cfg', 'method_parameters', 'method_fields',
+           'read_layout', 'LayoutEditor', 'browsable', 'RecordingBrowser']
 
 # %% ../../nbs/14_widgets.ipynb #c411b459
 _SPLIT = re.compile(r",|;|\b(?:and|with|of|on|in|next to|beside|above|below|under|behind|left of|right of)\b", re.I)
@@ -108,7 +108,6 @@ def default_model()->str: # 'shapes' when its weights are bundled, else 'tiny-sd
 
 # %% ../../nbs/14_widgets.ipynb #32b530fe
 MODELS = ('shapes', 'tiny-sd15', 'tiny-sdxl')   # what the editor's model menu offers (any `load_pipeline` name works in code)
-_OFF = {('update', 'backprop'): {'r', 'xi_norm'}, ('update', 'langevin'): {'scale', 'step_scale'}, ('energy', 'aef'): {'rho0', 'lam'}}
 
 def _stand_in(model):
     "Something `layoutlab.core.models.model_kind` can tell the model from, without loading it."
@@ -126,23 +125,31 @@ def default_cfg(model # a model name (`shapes`, `tiny-sd15`, ...) or a pipeline
     fallback = fallback if isinstance(fallback, (int, float)) else 7.5
     return float(MODEL_DEFAULTS.get(model_kind(_stand_in(model)), {}).get('cfg', fallback) or fallback)
 
+def _field_value(v, choice)->bool: return choice is not None or isinstance(v, (bool, int, float)) or v is None
+
 def method_parameters(name:str, # a method name
                       model='shapes', # the model (name or pipeline) whose calibrated defaults apply
                       **overrides # per piece class, values to show instead, e.g. `Guidance=dict(max_iterations=2)`
-                     )->dict: # {piece class: {parameter: value}}: the numbers and switches of each piece
-    "A method's main parameters, as the preset would set them for this model: what the editor shows as fields."
+                     )->dict: # {piece class: {parameter: value}}: the numbers, switches and choices of each piece
+    "A method's parameters as the preset would set them for this model, read from its pieces: what the editor shows as fields."
+    return {piece: {k: v for k, (v, _, _) in fs.items()} for piece, fs in method_fields(name, model, **overrides).items()}
+
+def method_fields(name:str, # a method name
+                  model='shapes', # the model (name or pipeline) whose calibrated defaults apply
+                  **overrides # per piece class, values to show instead
+                 )->dict: # {piece class: {parameter: (value, choices or None, docment)}}
+    "Each piece's parameters with their choices (from `Literal` annotations) and documentation (docments)."
     if name == 'none': return {}
-    import dataclasses
     from layoutlab.guidance.registry import preset
+    from layoutlab.guidance.pieces import parameters, param_choices, param_docs
     seams, _ = preset(name, _stand_in(model), **overrides)
     out = {}
     for piece in seams.values():
-        if not dataclasses.is_dataclass(piece): continue
-        off = set().union(*[v for (k, val), v in _OFF.items() if getattr(piece, k, None) == val])
-        ps = {f.name: getattr(piece, f.name) for f in dataclasses.fields(piece) if f.name not in off
-              and (isinstance(getattr(piece, f.name), (int, float)) or (getattr(piece, f.name) is None and 'None' in str(f.type)))}
-        if ps: out.setdefault(type(piece).__name__, {}).update(ps)
+        cs, docs = param_choices(piece), param_docs(piece)
+        fs = {k: (v, cs.get(k), docs.get(k) or k) for k, v in parameters(piece).items() if k not in ('energy', 'update') and _field_value(v, cs.get(k))}
+        if fs: out.setdefault(type(piece).__name__, {}).update(fs)
     return out
+
 
 # %% ../../nbs/14_widgets.ipynb #39d4d819
 _OK, _ERR, _INFO = '#1b5e20', '#b00020', '#37474f'
@@ -253,18 +260,15 @@ def _on_model(self:LayoutEditor, change):
 @patch
 def _show_params(self:LayoutEditor):
     "One field per main parameter of the chosen method (see `method_parameters`)."
-    from fastcore.docments import docments
-    import layoutlab.guidance.methods as m
     self._fields = {}
     rows = []
-    try: ps = method_parameters(self.method.value, self.pipe if self.pipe is not None else self.model.value, **self.method_options)
+    try: ps = method_fields(self.method.value, self.pipe if self.pipe is not None else self.model.value, **self.method_options)
     except Exception as e: ps = {}; self.message.value = f'<div style="color:{_ERR}">⚠ {html.escape(str(e))}</div>'
     for piece, vals in ps.items():
-        docs = docments(getattr(m, piece)) if hasattr(m, piece) else {}
         ws = []
-        for k, v in vals.items():
-            kw = dict(description=k, tooltip=docs.get(k) or k, style={'description_width': 'initial'}, layout=W.Layout(width='190px'))
-            w = (W.Checkbox(v, **kw) if isinstance(v, bool) else W.IntText(v, **kw) if isinstance(v, int)
+        for k, (v, options, doc) in vals.items():
+            kw = dict(description=k, tooltip=doc, style={'description_width': 'initial'}, layout=W.Layout(width='190px'))
+            w = (W.Dropdown(options=list(options), value=v, **kw) if options else W.Checkbox(v, **kw) if isinstance(v, bool) else W.IntText(v, **kw) if isinstance(v, int)
                  else W.FloatText(v, **kw) if isinstance(v, float) else W.Text('', placeholder='none', **kw))
             self._fields[(piece, k)] = w; ws.append(w)
         rows.append(W.VBox([W.HTML(f'<b style="font-size:12px">{html.escape(piece)}</b> parameters'),
@@ -273,7 +277,7 @@ def _show_params(self:LayoutEditor):
 
 @patch
 def options(self:LayoutEditor)->dict: # {piece class: {parameter: value}}: `method_options`, with the fields' values over them
-    "The method's parameters as set in the fields, for `methods.preset` (an empty field is `None`); options without a field (e.g. `stop_rule`) pass through."
+    "The method's parameters as set in the fields, for `preset` (an empty field is `None`); options without a field pass through."
     out = {piece: dict(vals) for piece, vals in self.method_options.items()}
     for (piece, k), w in self._fields.items():
         v = w.value
