@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import matplotlib.pyplot as plt
 from matplotlib.patches import Rectangle
-from .core.layout import Layout
+from .core.layout import Layout, as_layout
 
 # %% auto #0
 __all__ = ['COLORS', 'KNOWN_CURVES', 'LOG_CURVES', 'STOP_REASONS', 'EVENTS', 'attention_groups', 'layer_names', 'short_layer',
@@ -139,11 +139,7 @@ def attention_map(rec, # a recording with attention
     return np.mean(maps, 0)
 
 # %% ../nbs/13_plots.ipynb #5e4fa87c
-def _as_layout(layout):
-    if layout is None or isinstance(layout, Layout): return layout
-    if isinstance(layout, str): return Layout.from_json(layout)
-    if isinstance(layout, dict): return Layout.from_dict(layout)
-    return layout_of(layout)  # a recording
+def _as_layout(layout): return layout if layout is None else as_layout(layout) if isinstance(layout, (Layout, dict, str)) else layout_of(layout)  # else a recording
 
 def _image_array(image):
     return None if image is None else np.asarray(image)

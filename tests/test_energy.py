@@ -2,7 +2,8 @@
 import math
 import pytest
 import torch
-from layoutlab.guidance.energy import grid_shape, resize_masks, toy_probs, aef, box_prior, rho_schedule, naef, ilgd_loss
+from layoutlab.core.attention import grid_size
+from layoutlab.guidance.energy import resize_masks, toy_probs, aef, box_prior, rho_schedule, naef, ilgd_loss
 
 BOXES = [(0., 0., .5, .5), (.5, .25, 1., 1.)]
 TOKENS = [[1], [3, 4]]
@@ -18,8 +19,8 @@ def rand_maps(sizes=((8, 8), (4, 4)), batch=1, heads=2, tokens=6, grad=False, dt
     return logits, {k: v.softmax(-1) for k, v in logits.items()}
 
 def test_grid_shape_aspect():
-    assert grid_shape(16 * 24, aspect=24 / 16) == (16, 24)
-    with pytest.raises(ValueError): grid_shape(17)
+    assert grid_size(16 * 24, aspect=24 / 16) == (16, 24)
+    with pytest.raises(ValueError): grid_size(17)
 
 @pytest.mark.parametrize('n', [4, 8, 16, 32, 64])
 def test_resize_never_empties(n):

@@ -11,7 +11,7 @@ import torch
 
 # %% auto #0
 __all__ = ['SEED_MAX', 'LAYOUT_KEYS', 'HEAD_CHARS', 'LayoutError', 'check_box', 'LayoutObject', 'check_seed', 'Layout',
-           'load_layout', 'prompt_ids', 'phrase_tokens', 'box_mask']
+           'load_layout', 'as_layout', 'prompt_ids', 'phrase_tokens', 'box_mask']
 
 # %% ../../nbs/00_layout.ipynb #6c5b1a82
 class LayoutError(ValueError):
@@ -164,6 +164,15 @@ def load_layout(path # a JSON file holding one layout
 Layout.from_json = staticmethod(_layout_from_json)
 Layout.load = staticmethod(load_layout)
 Layout.save = lambda self, path: Path(path).write_text(self.to_json(indent=1))
+
+# %% ../../nbs/00_layout.ipynb #aa22bb33
+def as_layout(x # a `Layout`, its dict, its JSON text (a string starting with '{'), or a plain prompt
+             )->Layout:
+    "The `Layout` a caller meant, from any of the forms a layout is given in."
+    if isinstance(x, Layout): return x
+    if isinstance(x, dict): return Layout.from_dict(x)
+    if isinstance(x, str): return Layout.from_json(x) if x.lstrip().startswith('{') else Layout(x)
+    raise LayoutError(f"a layout is a Layout, a dict, JSON text or a prompt, got {_what(x)}")
 
 # %% ../../nbs/00_layout.ipynb #afd20774
 HEAD_CHARS = 64  # characters per allowed token in the head that judges a long prompt

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from diffusers import DDIMScheduler
-from .layout import Layout, prompt_ids
+from .layout import Layout, prompt_ids, as_layout
 from .attention import capture_attention, select_layers, guidance_layers, attention_layers, AttentionCapture, StopForward
 from .record import Recorder
 from .models import MODEL_DEFAULTS, model_kind
@@ -238,8 +238,6 @@ def check_settings(steps, # DDIM steps
         raise ValueError(f"cfg must be a finite number >= 0, got {cfg!r}")
 
 # %% ../../nbs/04_sampler.ipynb #762f44b8
-def _as_layout(x): return x if isinstance(x, Layout) else Layout(x) if isinstance(x, str) else Layout.from_dict(x)
-
 def _prepare(seams, pipe, layout, **kw):
     "Seams built per layout (a reference image, say) are built once, on the run's copy of the pipeline; they render with `run`."
     return {k: s.for_layout(pipe, layout, sample_fn=run, **kw) if hasattr(s, 'for_layout') else s for k, s in seams.items()}
@@ -264,7 +262,7 @@ def run(pipe, # a Stable Diffusion (1.x or XL) pipeline; never changed
         method:str=None # the name the recording gives the run (default: 'none' without seams, else 'custom')
        )->Sample:
     "Sample images for `layout` with DDIM + CFG and the seams given, recording every step (methods by name: `sample`)."
-    layout = _as_layout(layout)
+    layout = as_layout(layout)
     cfg = default_cfg(pipe) if cfg is None else cfg
     check_settings(steps, cfg)
     seeds = run_seeds(seed, num_images_per_prompt, layout)

@@ -11,21 +11,11 @@ from ..core.layout import box_mask
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 from .pieces import check_fields, check_choices, _num
+from ..core.attention import grid_size
 
 
 # %% auto #0
-__all__ = ['KL_READINGS', 'grid_shape', 'resize_masks', 'toy_probs', 'aef', 'box_prior', 'rho_schedule', 'naef', 'ilgd_loss',
-           'AEF', 'NAEF']
-
-# %% ../../nbs/05_energy.ipynb #cc72ef7b
-def grid_shape(n:int, # number of spatial positions of an attention map (h*w)
-               aspect:float=1.0 # image width / height
-              )->tuple: # (h, w) with h*w == n
-    "The (h, w) grid of an attention map with `n` queries for an image of the given aspect ratio."
-    h = max(1, round(math.sqrt(n / aspect)))
-    w = n // h
-    if h * w != n: raise ValueError(f"{n} attention positions do not form a grid of aspect {aspect}")
-    return h, w
+__all__ = ['KL_READINGS', 'resize_masks', 'toy_probs', 'aef', 'box_prior', 'rho_schedule', 'naef', 'ilgd_loss', 'AEF', 'NAEF']
 
 # %% ../../nbs/05_energy.ipynb #c3edc7ea
 def resize_masks(masks, # bool/float (n, H, W) or (H, W), or a callable (h, w) -> masks
@@ -93,7 +83,7 @@ def aef(maps:dict, # layer name -> probs (batch, heads, h*w, tokens), conditiona
     per_layer, inside = [], []
     for a in maps.values():
         a = _bhqt(a)
-        h, w = grid_shape(a.shape[2], aspect)
+        h, w = grid_size(a.shape[2], aspect)
         m = resize_masks(masks, h, w).flatten(1).to(a.device, a.dtype)
         if m.shape[0] != len(tokens): raise ValueError(f"{m.shape[0]} masks for {len(tokens)} objects")
         fr = [_inside_fraction(a[..., t], m[i]) for i, t in enumerate(tokens)]        # each (b, heads, K_i)
@@ -183,7 +173,7 @@ def naef(maps:dict, # layer name -> probs (batch, heads, h*w, tokens), condition
     aefs, kls, wkls, inside = [], [], [], []
     for a in maps.values():
         a = _bhqt(a)
-        h, w = grid_shape(a.shape[2], aspect)
+        h, w = grid_size(a.shape[2], aspect)
         S = resize_masks(masks, h, w).to(a.device)
         if S.shape[0] != n: raise ValueError(f"{S.shape[0]} masks for {n} objects")
         e_l, k_l, w_l, in_l = [], [], [], []
@@ -225,7 +215,7 @@ def ilgd_loss(maps:dict, # layer name -> probs (batch, heads, h*w, tokens), cond
     rows = []
     for a in maps.values():
         a = _bhqt(a)
-        h, w = grid_shape(a.shape[2], aspect)
+        h, w = grid_size(a.shape[2], aspect)
         b, nh = a.shape[:2]
         sel = a[..., flat].permute(0, 3, 1, 2).reshape(b * len(flat), nh, h, w)
         if (h, w) != (H, W): sel = F.interpolate(sel, size=(H, W), mode=mode, **({} if mode == 'nearest' else dict(align_corners=False)))

@@ -104,7 +104,7 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
     if self.stop_rule == 'for_good' and state.memory.get(id(self)) == 'done':
         state.log('stop', STOP_CODES['done']); return z
     layers = guidance_layers(state.pipe.unet) if self.layers is None else select_layers(state.pipe.unet, self.layers)
-    masks, abar, n = state.layout.masks, state.alpha_bar, self.max_iterations + 1
+    n = self.max_iterations + 1
     from layoutlab.core.attention import grid_size
     hw = lambda q: grid_size(q, z.shape[-1] / z.shape[-2])
     logs, stop = {}, 'iterations'

@@ -7,7 +7,8 @@ from __future__ import annotations
 import importlib, warnings
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from ..core.loop import run, describe_seam, check_settings, run_seeds, default_cfg, _as_layout, Sample, SEAMS
+from ..core.loop import run, describe_seam, check_settings, run_seeds, default_cfg, Sample, SEAMS
+from ..core.layout import as_layout
 from ..core.record import Recorder
 from .pieces import _close
 
@@ -137,7 +138,7 @@ def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline; never changed
            **overrides # per piece class of the preset, parameters to change, e.g. `Guidance=dict(step_scale=0.5)`
           )->Sample:
     "Sample images for `layout` with DDIM + CFG and a method's seams (by name, or by hand), recording every step."
-    layout = _as_layout(layout)
+    layout = as_layout(layout)
     cfg = default_cfg(pipe) if cfg is None else cfg
     check_settings(steps, cfg)
     seeds = run_seeds(seed, num_images_per_prompt, layout)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 import numpy as np
 import torch
-from .energy import resize_masks, grid_shape
+from .energy import resize_masks
+from ..core.attention import grid_size
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 from .pieces import check_fields, check_choices, _num
@@ -153,7 +154,7 @@ def inject_logits(scores:torch.Tensor, # pre-softmax attention scores (..., h*w,
     "iLGD's pre-softmax injection: raise each phrase token's scores inside its box."
     q = scores.shape[-2]
     m = torch.as_tensor(masks)
-    if m.dim() == 3: m = resize_masks(m, *grid_shape(q, aspect)).flatten(1)
+    if m.dim() == 3: m = resize_masks(m, *grid_size(q, aspect)).flatten(1)
     if m.shape != (len(tokens), q): raise ValueError(f"masks of shape {tuple(m.shape)} for {len(tokens)} objects and {q} positions")
     m = m.to(scores.device, scores.dtype)
     wgt = injection_weight(sigma_t, nu_prime)
