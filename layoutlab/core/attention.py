@@ -9,8 +9,8 @@ from fnmatch import fnmatch
 import torch
 
 # %% auto #0
-__all__ = ['attention_layers', 'select_layers', 'guidance_layers', 'StopForward', 'AttentionCapture', 'CaptureProcessor',
-           'capture_attention', 'to_grid', 'grid_size']
+__all__ = ['attention_layers', 'select_layers', 'energy_layer_rule', 'guidance_layers', 'StopForward', 'AttentionCapture',
+           'CaptureProcessor', 'capture_attention', 'to_grid', 'grid_size']
 
 # %% ../../nbs/02_attention.ipynb #6a443516
 def attention_layers(unet # a diffusers UNet2DConditionModel
@@ -31,13 +31,17 @@ def select_layers(unet, # a diffusers UNet2DConditionModel
     return keep
 
 # %% ../../nbs/02_attention.ipynb #6961aea6
-def guidance_layers(unet # a diffusers UNet2DConditionModel
-                   )->list: # attn2 names of the mid block and the first cross-attention up block
-    "The cross-attention layers layout guidance reads by default."
-    names = select_layers(unet, '*attn2')
+def energy_layer_rule(names:list # attention layer names (a UNet's, or a recording's)
+                     )->list: # those of the mid block and the first cross-attention up block, in order
+    "The default energy layers among layer names: the mid block and the first up block that has cross-attention."
     ups = sorted({int(n.split('.')[1]) for n in names if n.startswith('up_blocks.')})
     first_up = f'up_blocks.{ups[0]}.' if ups else None
     return [n for n in names if n.startswith('mid_block.')] + [n for n in names if first_up and n.startswith(first_up)]
+
+def guidance_layers(unet # a diffusers UNet2DConditionModel
+                   )->list: # attn2 names of the mid block and the first cross-attention up block
+    "The cross-attention layers layout guidance reads by default."
+    return energy_layer_rule(select_layers(unet, '*attn2'))
 
 # %% ../../nbs/02_attention.ipynb #ad564daa
 class StopForward(Exception):

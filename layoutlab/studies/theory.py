@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy.optimize import least_squares, minimize
+from ..core.attention import energy_layer_rule
+
 
 # %% auto #0
 __all__ = ['GAINS', 'STATES', 'softmax', 'mask_grad', 'check_theorem41', 'ratio_growth', 'nash_weights', 'corollary42_check',
@@ -165,12 +167,6 @@ def pair_gains(a0:np.ndarray, # (h, w) phrase attention before an update
                 gain_positive=float(np.mean(d > 0)), predicted_gain=float(pred.mean()), slope=slope, gain_corr=corr)
 
 # %% ../../nbs/15_theory.ipynb #d5304fb8
-def _default_energy_layers(names:list)->list:
-    "The mid block and the first cross-attention up block among layer names (the rule of `guidance_layers`)."
-    ups = sorted({int(n.split('.')[1]) for n in names if n.startswith('up_blocks.')})
-    first = f'up_blocks.{ups[0]}.' if ups else None
-    return [n for n in names if n.startswith('mid_block.')] + [n for n in names if first and n.startswith(first)]
-
 def _attention_groups(rec): return [g for g in rec.children if g.startswith('attention_')]
 
 def energy_layers(rec # a recording
@@ -180,7 +176,7 @@ def energy_layers(rec # a recording
     names = [str(l) for g in _attention_groups(rec) for l in rec[g].layer.values]
     params = json.loads(rec.attrs.get('params') or '{}')
     want = next((p['layers'] for p in params.values() if isinstance(p, dict) and p.get('layers')), None)
-    if want is None: return _default_energy_layers(names)
+    if want is None: return energy_layer_rule(names)
     pats = [want] if isinstance(want, str) else list(want)
     return [n for n in names if any(n == p or fnmatch(n, p) for p in pats)]
 
