@@ -25,11 +25,8 @@ THREADS = 1   # float32 results change in the last bits with torch's thread coun
 
 def _api():
     "The package's sampling API, imported here and nowhere else in the golden test (update this when modules move)."
-    from layoutlab.sampler import sample
-    from layoutlab.models import load_pipeline
-    from layoutlab.record import Recorder
-    from layoutlab.layout import load_layout
-    from layoutlab.methods import method_names
+    from layoutlab import sample, load_pipeline, Recorder, load_layout
+    from layoutlab.guidance.registry import method_names
     return SimpleNamespace(sample=sample, load_pipeline=load_pipeline, Recorder=Recorder, load_layout=load_layout,
                            method_names=method_names)
 
