@@ -112,7 +112,7 @@ def test_langevin_score_choice(pipe):
 # The split of the NAEF gradient, logged in every Guidance run
 SPLIT = ('grad_norm_aef', 'grad_norm_kl', 'grad_cos_aef_kl', 'latent_rms', 'aef_first_order')
 
-@pytest.mark.parametrize('update', ['backprop', 'langevin'])
+@pytest.mark.parametrize('update', [Backprop, Langevin])
 def test_naef_gradient_split(pipe, update):
     z, _, _ = _eps_at_start(pipe, 3)
     rec = run(pipe, 3, before_step=Guidance(NAEF(), update(), guided_steps=2, max_iterations=2, threshold=None))

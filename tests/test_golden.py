@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 import numpy as np
 import pytest
-sys.path.insert(0, str(Path(__file__).resolve().parent / 'golden'))
-import golden_runs as G
+import importlib.util
+_spec = importlib.util.spec_from_file_location('golden_runs', Path(__file__).resolve().parent/'golden'/'golden_runs.py')
+G = importlib.util.module_from_spec(_spec); sys.modules['golden_runs'] = G; _spec.loader.exec_module(G)   # a file of this folder, not a distribution
 
 
 @pytest.fixture(scope='module')

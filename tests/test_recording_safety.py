@@ -135,7 +135,7 @@ def test_error_in_run_is_not_hidden_and_partial_stays(tmp_path, recwarn):
 def _deleting_calls():
     "(module, innermost enclosing function, line) of every call in the package that deletes a path."
     out = []
-    for f in sorted(Path(layoutlab.__file__).parent.glob('*.py')):
+    for f in sorted(Path(layoutlab.__file__).parent.rglob('*.py')):
         tree = ast.parse(f.read_text())
         parent = {c: p for p in ast.walk(tree) for c in ast.iter_child_nodes(p)}
         for node in ast.walk(tree):
@@ -152,12 +152,12 @@ def _deleting_calls():
 GUARDED = (('record', '_discard_recording'), ('record', '_drop_lock'), ('cli', 'write_file'))   # what may delete, and why: below
 
 def test_recorder_deletes_only_through_the_guarded_helper():
-    calls = [c for c in _deleting_calls() if c[0] in ('record', 'sampler', 'cli')]
+    calls = [c for c in _deleting_calls() if c[0] in ('record', 'loop', 'cli')]
     assert {(m, fn) for m, fn, _ in calls} == set(GUARDED), calls
     import inspect, layoutlab.core.record as record, layoutlab.ui.cli as cli   # the lock's own file, deleted while the lock is held
     assert 'Path(lock.lock_file).unlink' in inspect.getsource(record._drop_lock)
     assert 'if tmp.exists(): tmp.unlink()' in inspect.getsource(cli.write_file)   # only its own uniquely named temporary file
-    src = (Path(layoutlab.__file__).parent/'record.py').read_text()
+    src = (Path(layoutlab.__file__).parent/'core'/'record.py').read_text()
     assert "mode='w')" not in src and "'w')" not in src      # writers open exclusively ('w-'): never truncate
 
 def test_no_module_deletes_outside_the_guarded_helper():

@@ -13,8 +13,9 @@ def _copy_project(tmp):
 def test_modules_match_notebooks(tmp_path):
     _copy_project(tmp_path)
     subprocess.run(['nbdev_export'], cwd=tmp_path, check=True, capture_output=True)
-    stale = [p.name for p in (ROOT/'layoutlab').glob('*.py') if not filecmp.cmp(p, tmp_path/'layoutlab'/p.name, shallow=False)]
-    new = [p.name for p in (tmp_path/'layoutlab').glob('*.py') if not (ROOT/'layoutlab'/p.name).exists()]
+    mods = lambda root: {str(p.relative_to(root)) for p in (root/'layoutlab').rglob('*.py')}
+    stale = [m for m in sorted(mods(ROOT)) if not (tmp_path/m).exists() or not filecmp.cmp(ROOT/m, tmp_path/m, shallow=False)]
+    new = sorted(mods(tmp_path) - mods(ROOT))
     assert not stale and not new, f"run nbdev_export: modules out of sync with notebooks: {stale + new}"
 
 def test_notebooks_clean(tmp_path):

@@ -72,7 +72,7 @@ def report(files, allowed:set)->list:
             for u in undeclared(notebook_code(f) if f.suffix == '.ipynb' else f.read_text(), allowed)]
 
 def test_package_imports_only_runtime_requirements():
-    assert report(sorted((ROOT/'layoutlab').glob('*.py')), declared('requirements')) == []
+    assert report(sorted((ROOT/'layoutlab').rglob('*.py')), declared('requirements')) == []
 
 def test_tests_and_notebooks_import_only_declared_requirements():
     files = sorted((ROOT/'tests').glob('*.py')) + sorted((ROOT/'nbs').glob('*.ipynb'))

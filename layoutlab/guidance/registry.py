@@ -46,6 +46,10 @@ def register(method:Method # a method to add for this session (a notebook's own,
     _session[method.name] = method
     return method
 
+def _warn(msg):
+    "One line on stderr (no source line under it), as a RuntimeWarning that filters can silence or raise."
+    warnings.warn_explicit(msg.replace('\n', ' '), RuntimeWarning, 'layoutlab', 0, registry={})
+
 def _load(ep)->list:
     obj = ep.load()
     ms = [obj] if isinstance(obj, Method) else list(obj) if isinstance(obj, (list, tuple)) else None
@@ -59,7 +63,7 @@ def installed(group:str=GROUP # the entry-point group to read
     for ep in entry_points(group=group):
         try: ms = _load(ep)
         except Exception as e:
-            warnings.warn(f"layoutlab: plug-in {ep.name!r} ({ep.value}) not loaded: {type(e).__name__}: {e}".replace('\n', ' '), RuntimeWarning, stacklevel=2)
+            _warn(f"plug-in {ep.name!r} ({ep.value}) not loaded: {type(e).__name__}: {e}")
             continue
         for m in ms: out.setdefault(m.name, m)
     return out
@@ -70,7 +74,7 @@ def methods()->dict: # name -> Method: built-in, then installed plug-ins, then t
     builtin = {m.name: m for m in importlib.import_module(BUILTIN).METHODS}
     if _installed is None:
         found = installed()
-        for k in found.keys() & builtin.keys(): warnings.warn(f"layoutlab: plug-in method {k!r} has a built-in method's name; the built-in one is kept", RuntimeWarning, stacklevel=2)
+        for k in found.keys() & builtin.keys(): _warn(f"plug-in method {k!r} has a built-in method's name; the built-in one is kept")
         _installed = {k: v for k, v in found.items() if k not in builtin}
     return {**builtin, **_installed, **_session}
 

@@ -306,7 +306,7 @@ def link_names(md:str, # markdown text
 
 # %% ../../nbs/18_docs.ipynb #d360768f
 SECTIONS = (('Get started', ('index', 'tutorial')),
-            ('Methods', ('registry', 'methods', 'energy', 'update', 'latent_init', 'gradsam')),
+            ('Methods', ('registry', 'adding_a_method', 'methods', 'energy', 'update', 'latent_init', 'gradsam')),
             ('Recording and browsing', ('record', 'plots', 'widgets', 'cli')),
             ('Theory', ('theory', 'theorem41_real')),
             ('Studies', ('ablation', 'bench', 'perf', 'shapes', 'train_shapes', 'metrics', 'judge')),
