@@ -103,7 +103,7 @@ def test_a_misspelt_method_gets_the_nearest_name(tmp_path):
     for cmd in (('generate', 'two-shapes', '--out', str(tmp_path/'o'), '--method', 'layout_contrl'),
                 ('bench', '--methods', 'layout_contrl', '--out', str(tmp_path/'b.json'))):
         r = run(*cmd)
-        assert r.returncode == 1 and "unknown method 'layout_contrl'; did you mean layout_control?" in error_line(r), r.stderr
+        assert r.returncode == 1 and "unknown method 'layout_contrl' (did you mean 'layout_control'?); available: none," in error_line(r), r.stderr
 
 def test_boxes_default_to_a_layout_method_and_a_rerun_fails_at_once(tmp_path):
     "Issue 24 item 2 (a), (b): a layout with boxes runs layout_control unless asked; the README's next command into the same out/ fails before importing torch."

@@ -14,7 +14,7 @@ from .pieces import _close
 
 # %% auto #0
 __all__ = ['BUILTIN', 'GROUP', 'Method', 'register', 'installed', 'methods', 'method_names', 'check_method', 'get_method',
-           'preset', 'run_seams', 'sample']
+           'preset', 'run_seams', 'sample', 'tagged', 'method_table']
 
 # %% ../../nbs/09a_registry.ipynb #c6a7b8d9
 @dataclass(frozen=True)
@@ -25,7 +25,12 @@ class Method:
     build:object # `build(pipe, overrides) -> seams`: the method's pieces for `pipe`; `overrides`: per piece class, parameters
     grid:tuple=None # what `layoutlab calibrate` sweeps, `(piece, parameter, values)`; None: nothing to calibrate
     inherits:str=None # a method whose calibrated values this one runs with when it has none of its own
-    tags:tuple=() # the studies it takes part in by default, e.g. ('bench', 'ablation', 'perf')
+    tags:tuple=() # the studies and commands it takes part in by default, e.g. ('bench', 'ablation', 'perf'); see `tagged`
+    short:str=None # a short name for tables and plot ticks, e.g. 'AEF+BP' (None: the name)
+    seconds:float=2.5 # CPU seconds per image at 50 DDIM steps on one thread, ShapesSD (21_perf): what a benchmark's estimate prices a run at
+    factors:dict=None # its cell of an energy × update ablation, e.g. dict(energy='NAEF', update='adaptive'): the ablation contrasts cells one factor apart
+    paper:dict=None # numbers its paper reports, e.g. dict(AP50=49.2) (WinWinLay's Table 2, COCO): the claims a study checks
+    study_params:dict=None # per study, piece parameters it runs with there over the preset's, e.g. {'theorem41': dict(Guidance=dict(score='cfg'))}
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier(): raise ValueError(f"a method's name is a Python identifier (what users type), got {self.name!r}")
         if not isinstance(self.label, str) or not self.label.strip() or '\n' in self.label: raise ValueError(f"method {self.name!r}: its label is one non-empty line, got {self.label!r}")
@@ -33,6 +38,11 @@ class Method:
         g = self.grid
         if g is not None and not (isinstance(g, (list, tuple)) and len(g) == 3 and all(isinstance(x, str) for x in g[:2]) and len(g[2]) > 0):
             raise ValueError(f"method {self.name!r}: grid is (piece, parameter, values), got {g!r}")
+        if not isinstance(self.tags, (list, tuple)) or not all(isinstance(t, str) for t in self.tags): raise ValueError(f"method {self.name!r}: tags are a tuple of strings, got {self.tags!r}")
+        if self.short is not None and (not isinstance(self.short, str) or not self.short.strip() or '\n' in self.short): raise ValueError(f"method {self.name!r}: short is one non-empty line or None, got {self.short!r}")
+        if isinstance(self.seconds, bool) or not isinstance(self.seconds, (int, float)) or not 0 < self.seconds < float('inf'): raise ValueError(f"method {self.name!r}: seconds is a positive number, got {self.seconds!r}")
+        for k in ('factors', 'paper', 'study_params'):
+            if not isinstance(getattr(self, k), (dict, type(None))): raise ValueError(f"method {self.name!r}: {k} is a dict or None, got {getattr(self, k)!r}")
 
 # %% ../../nbs/09a_registry.ipynb #c8a9badb
 BUILTIN = 'layoutlab.guidance.methods'  # the built-in methods: a module with a `METHODS` list, loaded as a plug-in is
@@ -123,7 +133,7 @@ def run_seams(pipe, # the pipeline (model-calibrated defaults of the preset)
 
 def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline; never changed
            layout, # a `Layout`, a layout dict, or a plain prompt
-           method:str='none', # a preset of `layoutlab.guidance.methods` ('layout_control', 'winwinlay', 'ilgd', 'sali', ...) or 'none'
+           method:str='none', # a method's name (see `method_names()`, `method_table()`), or 'none'
            steps:int=50, # DDIM steps
            cfg:float=None, # classifier-free guidance scale (default: the model's, see `default_cfg`)
            seed=None, # random seed, or a list of seeds for a batch (default: the layout's, else 0)
@@ -152,3 +162,20 @@ def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline; never changed
     return run(pipe, layout, steps=steps, cfg=cfg, seed=seeds, negative_prompt=negative_prompt, height=height, width=width,
                recorder=recorder, params=described if params is None else params, model=model, progress=progress, method=name, **seams)
 
+
+# %% ../../nbs/09a_registry.ipynb #ceeff001
+def tagged(tag:str # a study or command, e.g. 'bench', 'calibrate', 'ablation', 'perf'
+          )->list: # names of the methods tagged with it, in menu order
+    "The methods that take part in `tag` by default."
+    return [n for n, m in methods().items() if tag in m.tags]
+
+def method_table(names=None # which methods (default: all, in menu order)
+                )->str: # Markdown
+    "The methods as a Markdown table: name, label, the studies they take part in by default, and what calibration sweeps."
+    ms, cell = methods(), lambda s: str(s).replace('|', '\\|')
+    rows = ['| method | what it is | tags | calibrated |', '|---|---|---|---|']
+    for n in (ms if names is None else names):
+        m, g = ms[check_method(n)], ms[n].grid
+        cal = f"`{g[0]}.{g[1]}` over {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in g[2])}" if g else f"as `{m.inherits}`" if m.inherits else ''
+        rows.append(f"| `{n}` | {cell(m.label)} | {', '.join(m.tags)} | {cell(cal)} |")
+    return '\n'.join(rows)

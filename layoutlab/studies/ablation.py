@@ -8,13 +8,14 @@ import json, math
 from pathlib import Path
 import numpy as np
 from ..core.metrics import coco_ap, APResampler
+from ..guidance import registry
 
 # %% auto #0
-__all__ = ['ORDER', 'PAPER_AP50', 'TABLE_METHODS', 'CONTRASTS', 'LABELS', 'SPLIT', 'PAPER_READING', 'STUDY_METHODS',
-           'REGIME_FILES', 'RERUNS', 'read_result', 'merge_rows', 'by_method', 'truths', 'ap_of', 'ablation_table',
+__all__ = ['SPLIT', 'PAPER_READING', 'REGIME_FILES', 'RERUNS', 'read_result', 'merge_rows', 'ablation_cells', 'paper_order',
+           'table_methods', 'partner', 'study_contrasts', 'label', 'by_method', 'truths', 'ap_of', 'ablation_table',
            'markdown_table', 'paired_intervals', 'verdict', 'ordering_verdicts', 'split_table', 'split_figure',
-           'readings_table', 'reading_name', 'readings_intervals', 'readings_summary', 'study_commands', 'result_files',
-           'regime_report', 'readme_tables']
+           'readings_table', 'reading_name', 'readings_intervals', 'readings_summary', 'study_methods',
+           'study_commands', 'result_files', 'regime_report', 'readme_tables']
 
 # %% ../../nbs/20_ablation.ipynb #dc2a4a54
 def read_result(path # a bench/sweep summary `.json`, its `.jsonl` row stream, its `.nc` Dataset, or a list of them (see `merge_rows`)
@@ -47,19 +48,48 @@ def merge_rows(*results # (rows, name) per result file on the same layouts, earl
     return list(out.values())
 
 # %% ../../nbs/20_ablation.ipynb #a9f4bd4d
-ORDER = ('naef_adaptive', 'naef_backprop', 'aef_adaptive', 'aef_backprop')  # the paper's ordering, best first
-PAPER_AP50 = {'naef_adaptive': 49.2, 'naef_backprop': 44.1, 'aef_adaptive': 36.7, 'aef_backprop': 25.8}  # WinWinLay, Table 2, COCO
-TABLE_METHODS = ('none', 'aef_backprop', 'naef_backprop', 'aef_adaptive', 'naef_adaptive', 'layout_control', 'ilgd')
-CONTRASTS = (('naef_adaptive', 'naef_backprop'), ('naef_backprop', 'aef_adaptive'), ('aef_adaptive', 'aef_backprop'),
-             ('naef_adaptive', 'aef_adaptive'), ('naef_backprop', 'aef_backprop'))  # (a, b): difference a − b
-LABELS = {'none': 'none', 'aef_backprop': 'AEF+BP', 'naef_backprop': 'NAEF+BP', 'aef_adaptive': 'AEF+Ada', 'naef_adaptive': 'NAEF+Ada',
-          'layout_control': 'Layout-Control', 'ilgd': 'iLGD', 'winwinlay': 'NAEF+Ada'}
+def ablation_cells()->list: # names, in menu order
+    "The ablation's energy × update cells: the methods tagged `ablation` that have `factors`."
+    ms = registry.methods()
+    return [m for m in registry.tagged('ablation') if ms[m].factors]
+
+def paper_order()->list: # names, best first
+    "The paper's ordering: the cells by the AP50 their paper reports (`Method.paper`; WinWinLay's Table 2, COCO), best first."
+    ms = registry.methods()
+    return sorted([m for m in ablation_cells() if (ms[m].paper or {}).get('AP50') is not None], key=lambda m: -ms[m].paper['AP50'])
+
+def table_methods()->list: # names
+    "Rows of the ablation table: `none`, the cells, then the study's other methods (those tagged `ablation`)."
+    return ['none', *ablation_cells(), *[m for m in registry.tagged('ablation') if m not in ablation_cells()]]
+
+def partner(method:str, # a cell of the ablation
+            factor:str # the factor that differs, 'energy' or 'update'
+           )->str|None: # the cell that differs from `method` in `factor` alone, if there is one
+    "The cell one factor away, e.g. the same update with the other energy."
+    ms = registry.methods()
+    f = (ms[method].factors or {}) if method in ms else {}
+    apart = lambda g: set(g) == set(f) and all((g[k] != f[k]) == (k == factor) for k in f)   # differs in `factor`, in nothing else
+    return next((m for m in ablation_cells() if apart(ms[m].factors)), None) if f else None
+
+def study_contrasts()->list: # (a, b) pairs: difference a − b
+    "The contrasts of the study: each adjacent pair of the paper's ordering, then the other pairs of cells one factor apart (the paper's better first)."
+    order = paper_order()
+    out = list(zip(order, order[1:]))
+    return out + [(a, b) for i, a in enumerate(order) for b in order[i + 1:] if b in (partner(a, 'energy'), partner(a, 'update')) and (a, b) not in out]
+
+def label(name:str # a method name (or any other value of a table)
+         )->str:
+    "A method's short name in tables and plots (`Method.short`, else its name); anything else unchanged."
+    m = registry.methods().get(name) if isinstance(name, str) else None
+    return m.short if m is not None and m.short else str(name)
 
 def by_method(rows:list)->dict:
-    "method -> {layout: row}; `winwinlay` rows stand for `naef_adaptive` when there are none of those."
-    out = {}
+    "method -> {layout: row}; a method's rows stand for a cell of the study when the two inherit from each other (the same pieces under two names, e.g. `winwinlay` and `naef_adaptive`) and the cell has none."
+    out, ms = {}, registry.methods()
     for r in rows: out.setdefault(r['method'], {})[r['layout']] = r
-    if 'naef_adaptive' not in out and 'winwinlay' in out: out['naef_adaptive'] = out['winwinlay']
+    for m in registry.tagged('ablation'):
+        twin = ms[m].inherits
+        if m not in out and twin in out and getattr(ms.get(twin), 'inherits', None) == m: out[m] = out[twin]
     return out
 
 def truths(rows:list)->dict:
@@ -76,10 +106,10 @@ def ap_of(rows_by_layout:dict, # {layout: row} of one method
     return coco_ap([rows_by_layout[k]['detections'] for k in layouts], [truth[k] for k in layouts])
 
 def ablation_table(rows:list, # bench rows of one regime
-                   methods=TABLE_METHODS # rows of the table, those present
+                   methods=None # rows of the table, those present (default: `table_methods()`)
                   )->list: # per method: method, n, mean_iou, AP50, AP, recall
     "WinWinLay's Table 2 on these rows: mean IoU, AP50, AP (×100, as the paper prints) and recall per method."
-    bm, truth = by_method(rows), truths(rows)
+    bm, truth, methods = by_method(rows), truths(rows), table_methods() if methods is None else methods
     out = []
     for m in methods:
         if m not in bm: continue
@@ -94,12 +124,12 @@ def markdown_table(recs:list, # dicts with the same keys
     "A list of dicts as a markdown table."
     if not recs: return '(no rows)'
     keys = list(dict.fromkeys(k for r in recs for k in r))          # rows may lack a key (a split value AEF has not): left blank
-    fmt = lambda v: '' if v is None else f'{v:.{digits}f}' if isinstance(v, float) else LABELS.get(v, str(v)) if isinstance(v, str) else str(v)
+    fmt = lambda v: '' if v is None else f'{v:.{digits}f}' if isinstance(v, float) else label(v) if isinstance(v, str) else str(v)
     return '\n'.join(['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)] + ['| ' + ' | '.join(fmt(r.get(k)) for k in keys) + ' |' for r in recs])
 
 # %% ../../nbs/20_ablation.ipynb #4700dcf6
 def paired_intervals(rows:list, # bench rows of one regime
-                     contrasts=CONTRASTS, # (a, b) pairs: difference a − b
+                     contrasts=None, # (a, b) pairs: difference a − b (default: the study's, `study_contrasts()`)
                      n_resamples:int=1000, # bootstrap resamples of the layouts
                      seed:int=0, # seed of the resampling
                      ap:bool=True, # also AP50 and AP (one pycocotools call per resample and method)
@@ -107,7 +137,7 @@ def paired_intervals(rows:list, # bench rows of one regime
                     )->list: # per contrast and measure: a, b, measure, n, diff, lo, hi
     "Paired bootstrap intervals of the differences in mean IoU, AP50 and AP (×100) between methods, on the layouts both ran."
     bm, truth = by_method(rows), truths(rows)
-    out, cache = [], {}
+    out, cache, contrasts = [], {}, study_contrasts() if contrasts is None else contrasts
     def boot_ap(m, ks, idx):  # (AP50, AP) per resample, once per method and layout set
         key = (m, tuple(ks))
         if key not in cache:
@@ -138,14 +168,14 @@ def verdict(iv:dict)->str:
 
 def ordering_verdicts(intervals:list, # from `paired_intervals`
                       measure:str='AP50', # the measure the paper orders by
-                      order=ORDER # the paper's ordering, best first
+                      order=None # the paper's ordering, best first (default: `paper_order()`)
                      )->list: # per adjacent pair: claim, diff, lo, hi, verdict
     "For each adjacent pair of the paper's ordering (a > b), whether the interval of a − b shows it."
-    ivs = {(i['a'], i['b'], i['measure']): i for i in intervals}
+    ivs, order = {(i['a'], i['b'], i['measure']): i for i in intervals}, paper_order() if order is None else order
     out = []
     for a, b in zip(order, order[1:]):
         iv = ivs.get((a, b, measure))
-        if iv: out.append(dict(claim=f'{LABELS[a]} > {LABELS[b]}', measure=measure, n=iv['n'], diff=iv['diff'], lo=iv['lo'], hi=iv['hi'], verdict=verdict(iv)))
+        if iv: out.append(dict(claim=f'{label(a)} > {label(b)}', measure=measure, n=iv['n'], diff=iv['diff'], lo=iv['lo'], hi=iv['hi'], verdict=verdict(iv)))
     return out
 
 # %% ../../nbs/20_ablation.ipynb #b959eae2
@@ -153,10 +183,11 @@ SPLIT = {'kl_aef_ratio': '‖∇ρKL‖ / ‖∇AEF‖', 'cos_aef_kl': 'cos(∇A
          'share_raising_aef': 'share raising AEF', 'inside_step0': 'in-box fraction, step 0'}
 
 def split_table(rows:list, # bench rows of one regime
-                methods=ORDER + ('layout_control',) # methods to show, those with a split
+                methods=None # methods to show, those with a split (default: the paper's ordering, then the study's other methods)
                )->list: # per method: method, n, then the median over layouts of each split value present
     "Median over layouts of each run's split summary, per method."
     bm, out = by_method(rows), []
+    if methods is None: methods = paper_order() + [m for m in table_methods()[1:] if m not in paper_order()]
     for m in methods:
         sp = [r['split'] for r in bm.get(m, {}).values() if r.get('split')]
         if not sp: continue
@@ -168,10 +199,11 @@ def split_table(rows:list, # bench rows of one regime
     return out
 
 def split_figure(rows_by_regime:dict, # regime -> bench rows
-                 methods=ORDER # methods on the x axis
+                 methods=None # methods on the x axis (default: `paper_order()`)
                 ):
     "Per split value, one panel: the per-layout values of each method (points) and their median (bar), per regime."
     import matplotlib.pyplot as plt
+    methods = paper_order() if methods is None else methods
     keys = [k for k in SPLIT if any(k in (r.get('split') or {}) for rows in rows_by_regime.values() for r in rows)]
     if not keys: raise ValueError("no split summaries in these rows (recorded by branch `authors`'s Guidance)")
     fig, axs = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), squeeze=False)
@@ -187,7 +219,7 @@ def split_figure(rows_by_regime:dict, # regime -> bench rows
                 ax.plot(np.full(len(v), x), v, '.', color=f'C{j}', ms=3)
         if k == 'kl_aef_ratio': ax.set_yscale('log')
         if k == 'share_raising_aef': ax.axhline(.5, color='k', lw=.6, ls=':')
-        ax.set_xticks(range(len(methods)), [LABELS[m] for m in methods], rotation=30, fontsize=8); ax.set_title(SPLIT[k], fontsize=9)
+        ax.set_xticks(range(len(methods)), [label(m) for m in methods], rotation=30, fontsize=8); ax.set_title(SPLIT[k], fontsize=9)
     axs[0, 0].legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -207,7 +239,7 @@ def readings_table(rows:list, # rows of a `layoutlab sweep` result (see `read_re
                         AP50=100 * ap['AP50'], AP=100 * ap['AP'], recall=float(np.mean([r['recall'] for r in rs.values()]))))
     return out
 
-PAPER_READING = {'Guidance.kl': 'unscaled', 'Guidance.lam': 1.0}  # the winwinlay preset's reading of ρ and λ
+PAPER_READING = {'Guidance.kl': 'unscaled', 'Guidance.lam': 1.0}  # the presets' reading of ρ and λ, WinWinLay's
 
 def reading_name(method:str, params:dict)->str:
     "A sweep row's method and grid point as one name, e.g. 'naef_adaptive kl=scaled lam=4'."
@@ -216,9 +248,10 @@ def reading_name(method:str, params:dict)->str:
 def readings_intervals(rows:list, # rows of a `layoutlab sweep` result, with its unguided rows
                        others:list=(), # bench rows on the same layouts (same regime and seeds), e.g. its aef_adaptive
                        base:dict=PAPER_READING, # the grid point every other is compared with
-                       against=('aef_adaptive',), # methods of `others` every grid point is compared with
+                       against=None, # methods of `others` every grid point is compared with (default: each swept cell's `partner` of the other energy)
                        n_resamples:int=1000, seed:int=0)->list: # per comparison and measure: a, b, measure, n, diff, lo, hi, verdict
     "Paired bootstrap intervals of each reading against the paper's and against other methods on the same layouts."
+    if against is None: against = [p for p in dict.fromkeys(partner(r['method'], 'energy') for r in rows if r.get('params')) if p]
     named = [dict(r, method=reading_name(r['method'], r['params'])) if r.get('params') else r for r in rows]
     points = list(dict.fromkeys(r['method'] for r in named if r['method'] != 'none'))
     bases = [b for b in dict.fromkeys(reading_name(r['method'], base) for r in rows if r.get('params')) if b in points]
@@ -230,11 +263,13 @@ def readings_intervals(rows:list, # rows of a `layoutlab sweep` result, with its
 
 def readings_summary(readings:dict, # regime -> dict(table=`readings_table`, intervals=`readings_intervals`), e.g. `readings_report_shapes.json`
                      measure:str='mean_iou', # 'mean_iou' or 'AP50'
-                     against:str='aef_adaptive' # the method each reading's paired difference is taken to
+                     against:str=None # the method each reading's paired difference is taken to (default: the swept cell's `partner` of the other energy)
                     )->str: # markdown: one row per reading, one column per regime
-    "Per reading of ρ and regime: the measure, and its paired difference to AEF+Ada on the same layouts with the 95% interval."
+    "Per reading of ρ and regime: the measure, and its paired difference to `against` (AEF+Ada) on the same layouts with the 95% interval."
     from layoutlab.guidance.energy import KL_READINGS
     regimes, cells, order = list(readings), {}, {}
+    swept = next((t['method'] for r in regimes for t in readings[r]['table'] if t['method'] != 'none'), None)
+    against, bases = against or partner(swept, 'energy'), set()
     for r in regimes:
         ivs = {i['a']: i for i in readings[r]['intervals'] if i['b'] == against and i['measure'] == measure}
         for t in readings[r]['table']:
@@ -244,16 +279,18 @@ def readings_summary(readings:dict, # regime -> dict(table=`readings_table`, int
             val = f"{t[measure]:.2f}" if measure == 'mean_iou' else f"{t[measure]:.1f}"
             cells.setdefault(name, {})[r] = val + (f" ({f(iv['diff'])} [{f(iv['lo'])}, {f(iv['hi'])}])" if iv else '')
             order[name] = (list(KL_READINGS).index(t['Guidance.kl']) if t.get('Guidance.kl') in KL_READINGS else len(KL_READINGS), t.get('Guidance.lam') or 0)
-    base = reading_name('naef_adaptive', PAPER_READING)
-    head = f"| NAEF+Ada, reading of ρ | " + ' | '.join(f"{r} (n={readings[r]['table'][0]['n']})" for r in regimes) + ' |'
+            bases.add(reading_name(t['method'], PAPER_READING))
+    head = f"| {label(swept)}, reading of ρ | " + ' | '.join(f"{r} (n={readings[r]['table'][0]['n']})" for r in regimes) + ' |'
     lines = [head, '|---|' + '---|' * len(regimes)]
     for name, row in sorted(cells.items(), key=lambda kv: order[kv[0]]):
-        label = name.split(' ', 1)[1].replace('lam=', 'λ=') + (' (paper)' if name == base else '')
-        lines.append(f"| {label} | " + ' | '.join(row.get(r, '') for r in regimes) + ' |')
+        point = name.split(' ', 1)[1].replace('lam=', 'λ=') + (' (paper)' if name in bases else '')
+        lines.append(f"| {point} | " + ' | '.join(row.get(r, '') for r in regimes) + ' |')
     return '\n'.join(lines)
 
 # %% ../../nbs/20_ablation.ipynb #d2b17734
-STUDY_METHODS = ('aef_backprop', 'naef_backprop', 'aef_adaptive', 'naef_adaptive', 'layout_control', 'ilgd')
+def study_methods()->list:
+    "The methods the study runs besides `none`: the rows of its table."
+    return table_methods()[1:]
 
 def study_commands(out='nbs/images', # folder of the result files
                    workers:int=2, # worker processes per command
@@ -265,27 +302,27 @@ def study_commands(out='nbs/images', # folder of the result files
                    regimes=('away', 'near', 'random')
                   )->list: # per command: what, argv, runs, cpu_minutes
     "The commands of the ablation study in order, each resumable, with its expected CPU cost."
-    from layoutlab.studies.bench import CALIBRATION, cpu_minutes as _cost
+    from layoutlab.studies.bench import calibration_grids, cpu_minutes as _cost
     out, common = Path(out), ['--workers', str(workers), '--steps', str(steps), '--no-progress']
-    calib = str(out/'ablation_calib_shapes.json')
-    ms = ','.join(STUDY_METHODS)
-    runs = {'none': n_calib, **{m: n_calib * len(CALIBRATION[m][2]) for m in STUDY_METHODS}}
+    calib, study, grids = str(out/'ablation_calib_shapes.json'), study_methods(), calibration_grids()
+    ms, read = ','.join(study), paper_order()[0]     # the readings of ρ are the paper's best cell's
+    runs = {'none': n_calib, **{m: n_calib * len(grids[m][2]) for m in study}}
     cmds = [dict(what=f'per-method calibration on {n_calib} disjoint random layouts', runs=sum(runs.values()), cpu_minutes=_cost(runs, steps),
                  argv=['layoutlab', 'calibrate', '--regime', 'random', '--n', str(n_calib), '--seed0', '30000000', '--methods', ms, '--out', calib, *common])]
-    bench = lambda k: {'none': k, **{m: k for m in STUDY_METHODS}}
+    bench = lambda k: {'none': k, **{m: k for m in study}}
     for r in regimes:
         cmds.append(dict(what=f'ablation, regime {r}', runs=sum(bench(n).values()), cpu_minutes=_cost(bench(n), steps),
                          argv=['layoutlab', 'bench', '--regime', r, '--n', str(n), '--calibration', calib, '--methods', ms,
                                '--out', str(out/f'ablation_{r}_shapes.json'), *common]))
-    four = {'none': n_objects, **{m: n_objects for m in ORDER}}       # the 3–4-object set runs the four ablation methods
+    four = {'none': n_objects, **{m: n_objects for m in ablation_cells()}}       # the 3–4-object set runs the four ablation cells
     cmds.append(dict(what='ablation, 3–4 objects, regime random', runs=sum(four.values()), cpu_minutes=_cost(four, steps),
                      argv=['layoutlab', 'bench', '--regime', 'random', '--n', str(n_objects), '--objects', '3,4', '--calibration', calib,
-                           '--methods', ','.join(TABLE_METHODS[1:5]),
+                           '--methods', ','.join(ablation_cells()),
                            '--out', str(out/'ablation_random34_shapes.json'), *common]))
-    grid = {'none': n_readings, 'naef_adaptive': n_readings * 3 * 2}
+    grid = {'none': n_readings, read: n_readings * 3 * 2}
     for r in regimes:
-        cmds.append(dict(what=f'readings of ρ (kl × λ) for NAEF+Ada, regime {r}', runs=sum(grid.values()), cpu_minutes=_cost(grid, steps),
-                         argv=['layoutlab', 'sweep', '--methods', 'naef_adaptive', '--param', 'Guidance.kl=unscaled,scaled,mass', '--param', 'Guidance.lam=1,4',
+        cmds.append(dict(what=f'readings of ρ (kl × λ) for {label(read)}, regime {r}', runs=sum(grid.values()), cpu_minutes=_cost(grid, steps),
+                         argv=['layoutlab', 'sweep', '--methods', read, '--param', 'Guidance.kl=unscaled,scaled,mass', '--param', 'Guidance.lam=1,4',
                                '--regime', r, '--n', str(n_readings), '--calibration', calib, '--out', str(out/f'readings_{r}_shapes.json'), *common]))
     return cmds
 
@@ -314,11 +351,11 @@ def readme_tables(reports:dict, # regime -> `regime_report` (without rows), e.g.
     "Mean IoU / AP50 per method × regime, and the paper's ordering claims per regime with their paired 95% intervals (AP50)."
     regimes = list(regimes or reports)
     tabs = {r: {x['method']: x for x in reports[r]['table']} for r in regimes}
-    methods = [m for m in TABLE_METHODS if any(m in t for t in tabs.values())]
+    methods = [m for m in table_methods() if any(m in t for t in tabs.values())]
     cell = lambda x: f"{x['mean_iou']:.2f} / {x['AP50']:.1f}" if x else '–'
     head = '| method | ' + ' | '.join(f'{r} (n={max(x["n"] for x in tabs[r].values())})' for r in regimes) + ' |'
     lines = [head, '|' + '---|' * (len(regimes) + 1)]
-    lines += [f"| {LABELS[m]} | " + ' | '.join(cell(tabs[r].get(m)) for r in regimes) + ' |' for m in methods]
+    lines += [f"| {label(m)} | " + ' | '.join(cell(tabs[r].get(m)) for r in regimes) + ' |' for m in methods]
     ver = {r: {v['claim']: v for v in reports[r]['verdicts'] if v['measure'] == 'AP50'} for r in regimes}
     claims = list(dict.fromkeys(c for r in regimes for c in ver[r]))
     vcell = lambda v: f"{v['verdict']}: {v['diff']:+.1f} [{v['lo']:+.1f}, {v['hi']:+.1f}]" if v else '–'

@@ -4,9 +4,9 @@
 
 # %% ../../nbs/19_bench.ipynb #c8d15766
 from __future__ import annotations
-import time, json, os, re, sys, uuid, hashlib, difflib, itertools, warnings
+import time, json, os, re, sys, uuid, hashlib, itertools, warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np
@@ -14,15 +14,17 @@ from ..core.layout import Layout
 from ..guidance.registry import sample
 from ..core.loop import default_cfg
 from ..guidance.registry import preset, method_names
+from ..guidance import registry
+from ..guidance.pieces import parameters, with_params
 from ..shapes.world import scene, detect
 from ..core.metrics import layout_iou, presence, box_iou
 
 # %% auto #0
-__all__ = ['REGIMES', 'BENCH_METHODS', 'SWEEPS', 'CALIBRATION', 'INHERITS', 'SPLIT_NAMES', 'SECONDS', 'PUBLISHED', 'away_boxes',
-           'near_boxes', 'box_sides', 'regime_boxes', 'unguided_layout', 'bench_layouts', 'layout_objects',
-           'run_method', 'summarize', 'table', 'layout_at', 'calibration_report', 'calibrated_values',
-           'method_overrides', 'best_values', 'BenchError', 'Task', 'worker_pipeline', 'layout_task', 'method_task',
-           'split_summary', 'read_rows', 'RowStream', 'dask_client', 'run_tasks', 'results_dataset', 'open_recordings',
+__all__ = ['REGIMES', 'SPLIT_NAMES', 'PUBLISHED', 'away_boxes', 'near_boxes', 'box_sides', 'regime_boxes', 'unguided_layout',
+           'bench_layouts', 'layout_objects', 'run_method', 'summarize', 'table', 'bench_methods', 'sweeps_of',
+           'layout_at', 'calibration_grids', 'calibration_report', 'calibrated_values', 'method_overrides',
+           'best_values', 'BenchError', 'Task', 'worker_pipeline', 'layout_task', 'method_task', 'split_summary',
+           'read_rows', 'RowStream', 'dask_client', 'run_tasks', 'results_dataset', 'open_recordings',
            'calibration_table', 'cpu_minutes', 'bench_plan', 'plan_line', 'run_benchmark', 'read_calibration',
            'run_calibration', 'parse_param', 'run_sweep', 'method_figure', 'inner_iteration_report',
            'calibration_figure']
@@ -171,31 +173,35 @@ def table(summary:list)->str:
     return '\n'.join(lines)
 
 # %% ../../nbs/19_bench.ipynb #574c63ff
-BENCH_METHODS = ['layout_control', 'winwinlay', 'aef_backprop', 'naef_backprop', 'aef_adaptive', 'ilgd', 'sali', 'gradsam']  # the methods of the benchmark besides `none`
+def bench_methods()->list: # the registry's methods tagged `bench`, in menu order
+    "The methods a benchmark runs by default besides `none`: those tagged `bench` (`registry.tagged`)."
+    return [m for m in registry.tagged('bench') if m != 'none']
 
 # %% ../../nbs/19_bench.ipynb #128d3289
-SWEEPS = [('layout_control', 'Guidance', 'step_scale', [0.1, 0.3, 1.0, 3.0, 10.0]),
-          ('winwinlay', 'Guidance', 'r', [0.02, 0.06, 0.12, 0.25, 0.5]),
-          ('ilgd', 'LossGuidance', 'eta', [0.1, 0.32, 1.0, 3.2, 10.0])]  # (method, piece, parameter, values); published values included
+def sweeps_of(rows:list # sweep rows (`method`, `piece`, `param`, `value`, ...), e.g. a `run_benchmark` result's `sweep`
+             )->list: # [(method, piece, parameter, values)] in the order the rows first name them, values sorted
+    "The one-at-a-time sweeps that rows hold (the published run's: Layout-Control's step, WinWinLay's r and iLGD's η)."
+    out = {}
+    for r in rows:
+        if r.get('piece') and r.get('value') is not None: out.setdefault((r['method'], r['piece'], r['param']), set()).add(r['value'])
+    return [(m, piece, param, sorted(vs)) for (m, piece, param), vs in out.items()]
 
 def layout_at(pipe, k:int, seed0:int=20_000_000, steps:int=50, regime:str='away')->tuple:
     "Benchmark layout number `k` and its unguided row (the same as `bench_layouts(pipe, n)[k]`)."
     lay, row = unguided_layout(pipe, seed0 + k, steps=steps, regime=regime)
     return lay, dict(row, layout=k)
 
-_STEP, _R = [0.1, 0.3, 1.0, 3.0, 10.0], [0.02, 0.06, 0.12, 0.25, 0.5, 1.0]  # published values (1.0, 0.06) and ShapesSD's (1.0, 0.25) inside
-_STEP_LOW = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]  # NAEF × backprop chose 0.1, the lower edge of _STEP: widened downwards
-CALIBRATION = {'layout_control': ('Guidance', 'step_scale', _STEP), 'aef_backprop': ('Guidance', 'step_scale', _STEP),
-               'naef_backprop': ('Guidance', 'step_scale', _STEP_LOW), 'aef_adaptive': ('Guidance', 'r', _R),
-               'naef_adaptive': ('Guidance', 'r', _R), 'winwinlay': ('Guidance', 'r', _R),
-               'ilgd': ('LossGuidance', 'eta', [0.03, 0.1, 0.32, 1.0, 3.2, 10.0, 32.0])}  # method -> (piece, parameter, grid): one sweep per method
-INHERITS = {'sali': 'layout_control', 'gradsam': 'layout_control', 'winwinlay': 'naef_adaptive', 'naef_adaptive': 'winwinlay'}  # same piece, same values
+def calibration_grids(methods=None # method names (default: every registered method)
+                     )->dict: # method -> (piece, param, values), for those of `methods` that have a grid
+    "What calibration sweeps for each method: its `Method.grid`, one parameter per method."
+    ms = registry.methods()
+    return {m: ms[m].grid for m in (ms if methods is None else methods) if m in ms and ms[m].grid is not None}
 
 def calibration_report(rows:list, # sweep rows (`method`, `piece`, `param`, `value`, `iou`, `recall`)
-                       grids:dict=CALIBRATION # method -> (piece, param, values)
+                       grids:dict=None # method -> (piece, param, values) (default: `calibration_grids()`)
                       )->dict: # method -> piece, param, values, mean_iou, recall, n, best, edge
     "Per swept method, mean IoU and recall per value, the best value (highest mean IoU, first on ties) and whether it is at a grid edge."
-    out = {}
+    grids, out = calibration_grids() if grids is None else grids, {}
     for m in dict.fromkeys(r['method'] for r in rows):
         if m not in grids: continue
         piece, param, values = grids[m]
@@ -215,16 +221,19 @@ def method_overrides(method:str, # a preset
                      per_method:dict=None, # {method: {piece: {param: value}}} from a calibration
                      shared:dict=None # {piece: {param: value}} for methods the calibration does not name
                     )->dict: # {piece: {param: value}} for this method
-    "What a method runs with: its own calibrated values, else those of the method it shares its piece with (`INHERITS`), else `shared`."
-    per_method = per_method or {}
+    "What a method runs with: its own calibrated values, else those of the method it inherits them from (`Method.inherits`), else `shared`."
+    per_method, ms = per_method or {}, registry.methods()
     if method in per_method: return per_method[method]
-    if INHERITS.get(method) in per_method: return per_method[INHERITS[method]]
+    base = ms[method].inherits if method in ms else None
+    if base in per_method: return per_method[base]
     return shared or {}
 
-def best_values(rows:list, sweeps=SWEEPS)->dict:
+def best_values(rows:list, # sweep rows
+                sweeps=None # [(method, piece, param, values)] (default: those the rows hold, `sweeps_of`)
+               )->dict:
     "The published run's rule (one shared value per parameter): per swept parameter, the value with the highest mean IoU: {piece: {param: value}}."
     best = {}
-    for m, piece, param, values in sweeps:
+    for m, piece, param, values in (sweeps_of(rows) if sweeps is None else sweeps):
         iou = {v: np.mean([r['iou'] for r in rows if r['method'] == m and r['value'] == v]) for v in values}
         best.setdefault(piece, {})[param] = max(values, key=lambda v: iou[v])
     return best
@@ -521,10 +530,9 @@ def open_recordings(folder, # the `--record` folder: one `<task file name>.zarr`
 def _check(n=1, n_sweep=0, steps=1, workers=1, methods=(), regime='away', objects=2):
     for name, v, lo in (('--n', n, 1), ('--sweep-n', n_sweep, 0), ('--steps', steps, 1), ('--workers', workers, 1)):
         if not isinstance(v, int) or isinstance(v, bool) or v < lo: raise BenchError(f"{name} must be an integer of at least {lo}, got {v!r}")
-    bad = [m for m in methods if m not in method_names()]
-    if bad:
-        near = difflib.get_close_matches(bad[0], method_names(), n=1)
-        raise BenchError(f"unknown method {bad[0]!r}; {f'did you mean {near[0]}? ' if near else ''}available: {', '.join(method_names())}")
+    for m in methods:
+        try: registry.check_method(m)
+        except ValueError as e: raise BenchError(str(e)) from None
     if regime not in REGIMES: raise BenchError(f"--regime must be one of {', '.join(REGIMES)}, got {regime!r}")
     counts = [objects] if isinstance(objects, (int, np.integer)) else list(objects)
     if not counts or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and 1 <= k <= 4 for k in counts):
@@ -567,10 +575,10 @@ def _layouts(client, stream, spec, n, part='bench', **kw)->list:
 def _layout_row(stream, k, part='bench'): return stream.done.get(Task(part, k, 'none').key)
 
 def _calibrate(client, stream, spec, n, methods, **kw)->tuple:
-    "Per-method sweeps (`CALIBRATION`) on calibration layouts 0..n-1 (`spec` holds their seed0 and regime): (rows, failures)."
-    failed = _layouts(client, stream, spec, n, part='calib', **kw)
-    tasks = [Task('calib', k, m, ((f'{CALIBRATION[m][0]}.{CALIBRATION[m][1]}', v),)) for k in range(n) if _layout_row(stream, k, 'calib')
-             for m in methods if m in CALIBRATION for v in CALIBRATION[m][2]]
+    "Per-method sweeps (`calibration_grids`) on calibration layouts 0..n-1 (`spec` holds their seed0 and regime): (rows, failures)."
+    failed, grids = _layouts(client, stream, spec, n, part='calib', **kw), calibration_grids(methods)
+    tasks = [Task('calib', k, m, ((f'{grids[m][0]}.{grids[m][1]}', v),)) for k in range(n) if _layout_row(stream, k, 'calib')
+             for m in methods if m in grids for v in grids[m][2]]
     failed += run_tasks(client, method_task, tasks, stream, spec, args=lambda t: (_layout_row(stream, t.layout, 'calib'), {}), desc='calibration', **kw)
     return [stream.done[t.key] for t in tasks if t.key in stream.done], failed
 
@@ -598,13 +606,12 @@ def _write_json(path:Path, res:dict):
     tmp.write_text(json.dumps(res, indent=1)); os.replace(tmp, path)
 
 # %% ../../nbs/19_bench.ipynb #b2d7c043
-SECONDS = {'none': 1.0, 'ilgd': 1.5, 'gradsam': 130.}  # CPU seconds per image at 50 steps on one thread (ShapesSD); others 2.5
-
 def cpu_minutes(runs:dict, # method -> number of runs
                 steps:int=50 # DDIM steps of each run
                )->float: # the estimated CPU-minutes of these runs
-    "CPU-minutes of runs, priced by `SECONDS` (scaled by the steps)."
-    return sum(k * SECONDS.get(m, 2.5) for m, k in runs.items()) * steps / 50 / 60
+    "CPU-minutes of runs, each priced at its method's `Method.seconds` (scaled by the steps; a name the registry lacks: that field's default)."
+    ms, default = registry.methods(), next(f.default for f in fields(registry.Method) if f.name == 'seconds')
+    return sum(k * (ms[m].seconds if m in ms else default) for m, k in runs.items()) * steps / 50 / 60
 
 def bench_plan(n:int, # benchmark layouts
                n_sweep:int, # calibration layouts (0: a calibration file or none)
@@ -612,7 +619,8 @@ def bench_plan(n:int, # benchmark layouts
                steps:int=50 # DDIM steps
               )->dict: # runs per method, their total and the CPU-minutes
     "What a benchmark runs: each layout unguided and with every method, and each calibration grid point on each calibration layout."
-    runs = {'none': n + n_sweep, **{m: n + n_sweep * (len(CALIBRATION[m][2]) if m in CALIBRATION else 0) for m in methods}}
+    grids = calibration_grids(methods)
+    runs = {'none': n + n_sweep, **{m: n + n_sweep * (len(grids[m][2]) if m in grids else 0) for m in methods}}
     return dict(runs=runs, total=sum(runs.values()), calibration=n_sweep, cpu_minutes=cpu_minutes(runs, steps))
 
 def plan_line(plan:dict, # from `bench_plan`
@@ -631,7 +639,7 @@ def plan_line(plan:dict, # from `bench_plan`
 def run_benchmark(model:str='shapes', # a `load_pipeline` name
                   n:int=100, # benchmark layouts
                   n_sweep:int=30, # layouts of the per-method calibration sweep, from `calib_seed0` (0: no sweep; `calibration` or `overrides`)
-                  methods=None, # presets besides `none` (default: `BENCH_METHODS`; [] runs only the unguided rows)
+                  methods=None, # presets besides `none` (default: `bench_methods()`, those tagged `bench`; [] runs only the unguided rows)
                   overrides:dict=None, # per piece class, parameters for methods without calibrated values
                   calibration=None, # a `run_calibration` JSON file (or its dict): per-method values, seeds checked disjoint
                   calib_seed0:int=30_000_000, # seed of calibration layout 0 when `n_sweep` > 0
@@ -649,7 +657,7 @@ def run_benchmark(model:str='shapes', # a `load_pipeline` name
                   progress:bool=True, # progress bars over tasks
                   log=print):
     "Per-method calibration on disjoint layouts (or a calibration file), then every method on `n` layouts, on Dask; resumes from `<out>.jsonl`."
-    methods = list(dict.fromkeys(m for m in (BENCH_METHODS if methods is None else methods) if m != 'none'))
+    methods = list(dict.fromkeys(m for m in (bench_methods() if methods is None else methods) if m != 'none'))
     objects = objects if isinstance(objects, (int, np.integer)) else tuple(objects)
     _check(n=n, n_sweep=n_sweep, steps=steps, workers=workers, methods=methods, regime=regime, objects=objects)
     per_method, report = {}, {}
@@ -660,7 +668,7 @@ def run_benchmark(model:str='shapes', # a `load_pipeline` name
         per_method, report = cal['calibration'], cal['report']
     if n_sweep: _disjoint(seed0, n, calib_seed0, n_sweep)
     out, nc, stream, spec = _start('bench', model, device, steps, cfg, seed0, regime, record, out, log, objects=objects, methods=methods,
-                                   n_sweep=n_sweep, calib_seed0=calib_seed0 if n_sweep else None, grids={m: CALIBRATION[m] for m in methods if m in CALIBRATION} if n_sweep else None,
+                                   n_sweep=n_sweep, calib_seed0=calib_seed0 if n_sweep else None, grids=calibration_grids(methods) if n_sweep else None,
                                    calibration=per_method or None, overrides=overrides)
     kw = dict(retries=retries, progress=progress)
     log(plan_line(bench_plan(n, n_sweep, methods, steps), workers if scheduler is None else None, regime))   # the input is checked: say what will run
@@ -703,21 +711,22 @@ def read_calibration(calibration # a `run_calibration` JSON path, or its dict
 
 def run_calibration(model:str='shapes', # a `load_pipeline` name
                     n:int=12, # calibration layouts
-                    methods=None, # presets to calibrate (default: all of `CALIBRATION` except winwinlay, which is naef_adaptive)
+                    methods=None, # presets to calibrate (default: those tagged `calibrate`; a method that inherits another's values is not)
                     seed0:int=30_000_000, # seed of layout 0: keep it disjoint from the evaluated seeds (bench: 20_000_000 on)
                     regime:str='random', # layout regime of the calibration layouts
                     objects=2, # objects per layout: an int or a tuple cycled over layouts
                     workers:int=2, steps:int=50, out='calib.json', device=None, scheduler:str=None, record=None, cfg:float=None,
                     retries:int=2, progress:bool=True, log=print):
-    "Per-method sweeps of `CALIBRATION` on `n` layouts from `seed0`, on Dask; writes the chosen values (edges flagged) to `out`; resumes from `<out>.jsonl`."
-    methods = [m for m in (methods if methods is not None else [m for m in CALIBRATION if m != 'winwinlay']) if m != 'none']
+    "Per-method sweeps of each `Method.grid` on `n` layouts from `seed0`, on Dask; writes the chosen values (edges flagged) to `out`; resumes from `<out>.jsonl`."
+    methods = [m for m in (methods if methods is not None else registry.tagged('calibrate')) if m != 'none']
     objects = objects if isinstance(objects, (int, np.integer)) else tuple(objects)
     _check(n=n, steps=steps, workers=workers, methods=methods, regime=regime, objects=objects)
-    skip = [m for m in methods if m not in CALIBRATION]
-    if skip: raise BenchError(f"no calibration grid for {', '.join(skip)}; calibrated methods: {', '.join(CALIBRATION)}")
+    grids = calibration_grids()
+    skip = [m for m in methods if m not in grids]
+    if skip: raise BenchError(f"no calibration grid for {', '.join(skip)}; methods with one: {', '.join(grids)}")
     if not methods: raise BenchError("--methods names no method to calibrate")
     out, nc, stream, spec = _start('calibrate', model, device, steps, cfg, seed0, regime, record, out, log, objects=objects, methods=methods,
-                                   grids={m: CALIBRATION[m] for m in methods})
+                                   grids={m: grids[m] for m in methods})
     with dask_client(scheduler, workers, spec['gpu'], log=log) as client:
         client.submit(_probe, model, device, pure=False, resources={'GPU': 1} if spec['gpu'] else None).result()
         rows, failed = _calibrate(client, stream, spec, n, methods, retries=retries, progress=progress)
@@ -728,12 +737,21 @@ def run_calibration(model:str='shapes', # a `load_pipeline` name
     _write_json(out, res)
     log(calibration_table(report))
     edges = [m for m, r in report.items() if r['edge']]
-    if edges: log(f"best value at a grid edge for {', '.join(edges)}: widen CALIBRATION's grid for them")
+    if edges: log(f"best value at a grid edge for {', '.join(edges)}: widen their Method.grid")
     log(f"wrote {out}; rows in {stream.path} ({stream.written} new)")
     return res
 
 # %% ../../nbs/19_bench.ipynb #73e068b7
-_PIECES = ('Guidance', 'Injection', 'LossGuidance', 'SpatialAware', 'GradSAMFromReference')
+def _pieces()->dict:
+    "Piece class name -> one piece of each kind the registered methods build (without a pipeline): what `--param` may name."
+    from dataclasses import is_dataclass
+    out = {}
+    for m in registry.methods().values():
+        try: seams = m.build(None, {})
+        except Exception: continue   # a method whose pieces need a pipeline to be built: not sweepable by name
+        for s in seams.values():
+            if is_dataclass(s): out.setdefault(type(s).__name__, []).append(s)
+    return out
 
 def _value(text, default):
     "A parameter value from the command line, of the type of the field's default."
@@ -754,18 +772,18 @@ def _value(text, default):
 def parse_param(text:str # 'Piece.field=v1,v2,...', e.g. 'Guidance.r=0.06,0.12,0.25'
                )->tuple: # ('Piece.field', [values])
     "A swept parameter from the command line; an error naming the problem for an unknown piece or field or a bad value."
-    from dataclasses import fields
-    import layoutlab.guidance.methods as M
     name, sep, vals = text.partition('=')
     piece, dot, field_ = name.strip().partition('.')
     if not sep or not dot or not vals.strip(): raise BenchError(f"--param must look like Piece.field=v1,v2 (e.g. Guidance.r=0.06,0.12), got {text!r}")
-    if piece not in _PIECES: raise BenchError(f"--param {text!r}: unknown piece {piece!r}; pieces: {', '.join(_PIECES)}")
-    cls = getattr(M, piece)
-    fs = {f.name: f for f in fields(cls)}
-    if field_ not in fs: raise BenchError(f"--param {text!r}: {piece} has no field {field_!r}; fields: {', '.join(fs)}")
-    default, values = fs[field_].default, []
+    pieces = _pieces()
+    if piece not in pieces: raise BenchError(f"--param {text!r}: unknown piece {piece!r}; pieces: {', '.join(pieces)}")
+    having = [p for p in pieces[piece] if field_ in parameters(p)]   # a composite piece's parameters depend on its parts
+    if not having:
+        names = list(dict.fromkeys(k for p in pieces[piece] for k in parameters(p)))
+        raise BenchError(f"--param {text!r}: {piece} has no field {field_!r}; fields: {', '.join(names)}")
+    default, values = parameters(having[0])[field_], []
     for v in vals.split(','):
-        try: values.append(_value(v, default)); cls(**{field_: values[-1]})
+        try: values.append(_value(v, default)); with_params(having[0], **{field_: values[-1]})
         except (ValueError, TypeError) as e: raise BenchError(f"--param {text!r}: bad value {v.strip()!r} for {piece}.{field_} ({type(default).__name__}): {e}") from None
     if len(set(map(repr, values))) != len(values): raise BenchError(f"--param {text!r}: a value is repeated")
     return f'{piece}.{field_}', values
@@ -776,7 +794,7 @@ def _uses(method, piece)->bool:
 
 def run_sweep(model:str='shapes', # a `load_pipeline` name
               params:dict=None, # {'Piece.field': [values]}: the grid is their product
-              methods=('winwinlay',), # presets to sweep (each must use every swept piece)
+              methods=None, # presets to sweep, each using every swept piece (default: those tagged `sweep`)
               n:int=10, # layouts
               overrides:dict=None, # per piece class, parameters under the swept ones (default: the model's calibrated values)
               calibration=None, # a `run_calibration` file or dict: per-method values under the swept ones (instead of `overrides`)
@@ -789,7 +807,7 @@ def run_sweep(model:str='shapes', # a `load_pipeline` name
     "Every method × every point of the parameter grid × `n` layouts (plus the unguided runs) on Dask; resumes from `<out>.jsonl`."
     params = dict(params or {})
     if not params: raise BenchError("a sweep needs at least one --param Piece.field=v1,v2")
-    methods = list(dict.fromkeys(methods or ()))
+    methods = list(dict.fromkeys(registry.tagged('sweep') if methods is None else methods))
     objects = objects if isinstance(objects, (int, np.integer)) else tuple(objects)
     _check(n=n, steps=steps, workers=workers, methods=methods, regime=regime, objects=objects)
     per_method = {}
@@ -799,6 +817,9 @@ def run_sweep(model:str='shapes', # a `load_pipeline` name
     for m in methods:
         for p in params:
             if not _uses(m, p.split('.')[0]): raise BenchError(f"{m} has no {p.split('.')[0]} piece, so {p} does not change it")
+            piece, field_ = p.split('.', 1)
+            try: preset(m, None, **{piece: {field_: params[p][0]}})
+            except ValueError as e: raise BenchError(f"{m}'s {piece} has no {field_!r}, so {p} does not change it ({e})") from None
     grid = list(itertools.product(*params.values()))
     uses = {m: method_overrides(m, per_method, overrides) for m in methods}
     out, nc, stream, spec = _start('sweep', model, device, steps, cfg, seed0, regime, record, out, log, objects=objects, methods=methods,
@@ -866,9 +887,11 @@ def inner_iteration_report(rec # a recording of a `Guidance` method
 PUBLISHED = {'step_scale': 1.0, 'r': 0.06, 'eta': 0.32}  # the papers' values of the swept parameters
 
 def calibration_figure(res:dict, # a `run_benchmark` result (with `sweep` and `overrides`)
-                       sweeps=SWEEPS):
+                       sweeps=None # [(method, piece, param, values)] (default: those of its sweep rows, `sweeps_of`)
+                      ):
     "Mean IoU and recall per swept value; published value dashed, chosen value dotted."
     import matplotlib.pyplot as plt
+    sweeps = sweeps_of(res['sweep']) if sweeps is None else sweeps
     fig, axs = plt.subplots(1, len(sweeps), figsize=(4.2 * len(sweeps), 3.2), squeeze=False)
     for ax, (m, piece, param, values) in zip(axs[0], sweeps):
         rs = lambda v: [r for r in res['sweep'] if r['method'] == m and r['value'] == v]

@@ -10,14 +10,19 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['PERF_METHODS', 'RECORDERS', 'PERF_LAYOUT', 'FLOORS', 'perf_pipeline', 'reset_peak', 'peak_bytes', 'timed',
-           'counting_passes', 'unit_passes', 'floor_seconds', 'diffusers_call', 'run_case', 'measure', 'perf_table']
+__all__ = ['RECORDERS', 'PERF_LAYOUT', 'FLOORS', 'perf_methods', 'perf_pipeline', 'reset_peak', 'peak_bytes', 'timed',
+           'counting_passes', 'floor_kind', 'unit_passes', 'floor_seconds', 'diffusers_call', 'run_case', 'measure',
+           'perf_table']
 
 # %% ../../nbs/21_perf.ipynb #d649ca54
-PERF_METHODS = ('none', 'layout_control', 'winwinlay', 'ilgd')  # what `layoutlab perf` measures by default
 RECORDERS = ('none', 'memory', 'nc', 'zarr')                      # no recorder, Recorder() in memory, to a .nc file, to a .zarr store
 PERF_LAYOUT = dict(prompt='a red circle and a blue square', seed=0,
                    objects=[dict(phrase='red circle', box=[.1, .1, .5, .5]), dict(phrase='blue square', box=[.5, .5, .9, .9])])
+
+def perf_methods()->list: # names, in menu order
+    "What `layoutlab perf` measures by default: the methods tagged `perf` (`registry.tagged`)."
+    from layoutlab.guidance.registry import tagged
+    return tagged('perf')
 
 def perf_pipeline(model:str, # "shapes" (the bundled ShapesSD), "sd15" or "sdxl" (real size, random weights), "tiny-sd15"...
                   dtype:str='float32', # weight dtype: float32 or float16
@@ -75,12 +80,25 @@ def counting_passes(unet # the UNet whose calls are counted
     finally: h.remove(); torch.autograd.grad = grad
 
 # %% ../../nbs/21_perf.ipynb #d3126347
-FLOORS = {  # each method's floor, in UNet passes (what it cannot do without)
-    'none': 'steps × one CFG forward, as pipe()',
-    'layout_control': 'pipe() + per inner iteration one conditional forward to the last energy layer, + its backward when it updates',
-    'winwinlay': 'pipe() + per inner iteration one full forward (the Langevin update needs ε: the conditional pass alone for the default score ε_c, the CFG batch for ε_u or the CFG ε) + a backward from the energy layers',
-    'ilgd': "pipe() + per guided step a backward from every attn2 layer through the step's own CFG pass (kept with grad)",
+FLOORS = {  # a method's floor, in UNet passes (what it cannot do without), by what its pieces need (`floor_kind`)
+    'unguided': 'steps × one CFG forward, as pipe()',
+    'energy': 'pipe() + per inner iteration one conditional forward to the last energy layer, + its backward when it updates',
+    'energy_eps': 'pipe() + per inner iteration one full forward (the Langevin update needs ε: the conditional pass alone for the default score ε_c, the CFG batch for ε_u or the CFG ε) + a backward from the energy layers',
+    'loss': "pipe() + per guided step a backward from every attn2 layer through the step's own CFG pass (kept with grad)",
 }
+
+def _reads_eps(piece)->bool:
+    "Whether a latent-guidance piece's update reads the noise prediction (the Langevin update's score; backprop's reads none)."
+    return getattr(getattr(piece, 'update', None), 'score', None) is not None
+
+def floor_kind(method:str # a method name
+              )->str: # a key of `FLOORS`
+    "The floor a method's pieces call for: loss guidance through the step's own CFG pass (a `noise_pred` piece), energy guidance of the latent (a `before_step` piece) whose update reads ε or not, else the unguided one."
+    from layoutlab.guidance.registry import get_method
+    seams = get_method(method).build(None, {})
+    if 'noise_pred' in seams: return 'loss'
+    if 'before_step' in seams: return 'energy_eps' if _reads_eps(seams['before_step']) else 'energy'
+    return 'unguided'
 
 def _step_state(pipe, layout, steps, cfg, size, seed=0):
     "A sampler state at the first step of a run, on the run's own copy of the pipeline."
@@ -144,10 +162,10 @@ def floor_seconds(method:str, # the method
                   unit:dict # seconds of each unit pass (`unit_passes`)
                  )->float:
     "The method's floor in seconds: pipe() plus the unit cost of every extra pass it made (see `FLOORS`)."
-    n1, n2, nb = counts['forward_1'], counts['forward_2'] - steps, counts['backward']
-    if method == 'none': return pipe_s + n1 * unit['cond_forward'] + n2 * unit['cfg_forward']
-    if method == 'ilgd': return pipe_s + nb * (unit['cfg_all_attn2_grad'] - unit['cfg_forward'])
-    if method == 'winwinlay':
+    n1, n2, nb, kind = counts['forward_1'], counts['forward_2'] - steps, counts['backward'], floor_kind(method)
+    if kind == 'unguided': return pipe_s + n1 * unit['cond_forward'] + n2 * unit['cfg_forward']
+    if kind == 'loss': return pipe_s + nb * (unit['cfg_all_attn2_grad'] - unit['cfg_forward'])
+    if kind == 'energy_eps':
         back = unit['cond_energy_grad_full'] - unit['cond_forward'] if n1 else unit['cfg_energy_grad'] - unit['cfg_forward']
         return pipe_s + n1 * unit['cond_forward'] + n2 * unit['cfg_forward'] + nb * back
     return pipe_s + n1 * unit['cond_to_energy'] + nb * (unit['cond_energy_grad'] - unit['cond_to_energy'])
@@ -186,7 +204,7 @@ def measure(model:str='shapes', # "shapes", "sd15", "sdxl" (or any name `load_pi
             dtype:str='float32', # float32 or float16
             device=None, # torch device (default: the best available)
             repeats:int=3, # interleaved repeats; every figure is a median
-            methods=PERF_METHODS, # method presets to time
+            methods=None, # method presets to time (default: `perf_methods()`, those tagged `perf`)
             recorders=('none', 'memory', 'nc'), # recordings to time each method with (see `RECORDERS`)
             size:tuple=None, # (height, width) of the image (default: the UNet's native size)
             cfg:float=None, # guidance scale (default: the model's)
@@ -199,6 +217,7 @@ def measure(model:str='shapes', # "shapes", "sd15", "sdxl" (or any name `load_pi
     from layoutlab.core.layout import Layout
     from layoutlab.core.loop import default_cfg
     from layoutlab.guidance.registry import method_names
+    methods = perf_methods() if methods is None else methods
     bad = [m for m in methods if m not in method_names()] + [r for r in recorders if r not in RECORDERS]
     if bad: raise ValueError(f"unknown method or recorder {', '.join(map(repr, bad))}; methods: {', '.join(method_names())}; recorders: {', '.join(RECORDERS)}")
     if threads: torch.set_num_threads(threads)
@@ -232,7 +251,7 @@ def measure(model:str='shapes', # "shapes", "sd15", "sdxl" (or any name `load_pi
                    x_pipe=_median([x['seconds'] / p for x, p in zip(rs, pipe_t)]),
                    x_no_recorder=None if base is None or rk == 'none' else _median([x['seconds'] / b['seconds'] for x, b in zip(rs, base)]),
                    peak_bytes=max(x['peak_bytes'] for x in rs), bytes_per_step=rs[0]['bytes_per_step'], passes=rs[0]['passes'],
-                   finite=all(x['finite'] for x in rs), floor=FLOORS.get(m, 'pipe() + the unit cost of each extra pass'))
+                   finite=all(x['finite'] for x in rs), floor=FLOORS[floor_kind(m)])
         row['floor_seconds'] = floor_seconds(m, pipe_s, row['passes'], steps, unit)
         row['x_floor'] = row['seconds'] / row['floor_seconds']
         rows.append(row)
@@ -267,5 +286,5 @@ def perf_table(result # what `measure` returned (or its JSON file's path)
     foot = (f"Energy pass (conditional forward + backward through the guidance layers): {u['cond_energy_grad_full']:.4f} s with the "
             f"full forward, {u['cond_energy_grad']:.4f} s stopped after the last energy layer (`attention_forward`): "
             f"{r['early_stop_saving']:.2f}×. One CFG forward {u['cfg_forward']:.4f} s.")
-    floors = '\n'.join(f"- {m}: {f}" for m, f in FLOORS.items() if any(x['method'] == m for x in r['rows']))
+    floors = '\n'.join(f"- {m}: {f}" for m, f in dict.fromkeys((x['method'], x['floor']) for x in r['rows']))   # as the result states them
     return '\n\n'.join([head, '\n'.join(rows), foot, 'Floors:\n' + floors])

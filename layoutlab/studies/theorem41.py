@@ -14,16 +14,16 @@ from ..core.layout import Layout
 from ..core.record import Recorder
 from ..guidance.registry import sample
 from ..core.attention import guidance_layers
-from ..guidance.registry import preset
+from ..guidance.registry import preset, methods, tagged
 from ..guidance.methods import RandomKick, kick_norms
 from .theory import theorem41_report
 from ..shapes.world import scene, detect
 from ..core.metrics import match, box_iou
 
 # %% auto #0
-__all__ = ['REGIMES', 'CONDITIONS', 'NAEF_CALIBRATION', 'SUMMARY', 'regime_layouts', 'study_overrides', 'theorem41_runs',
-           'run_summary', 'inbox_maps_figure', 'theorem41_study', 'bootstrap_ci', 'study_table', 'paired_differences',
-           'differences_table', 'study_figure']
+__all__ = ['REGIMES', 'THEOREM_PIECES', 'NAEF_CALIBRATION', 'SUMMARY', 'regime_layouts', 'study_conditions', 'kick_source',
+           'study_overrides', 'theorem41_runs', 'run_summary', 'inbox_maps_figure', 'theorem41_study', 'bootstrap_ci',
+           'study_table', 'paired_differences', 'differences_table', 'study_figure']
 
 # %% ../../nbs/15a_theorem41_real.ipynb #80a5824f
 REGIMES = ('away', 'random', 'scene')
@@ -41,16 +41,34 @@ def regime_layouts(pipe, # the pipeline (its unguided placements define the benc
     return bench_layouts(pipe, n=n, seed0=seed0, steps=steps, regime=regime)[0]
 
 # %% ../../nbs/15a_theorem41_real.ipynb #12e11367
-CONDITIONS = ('none', 'aef_backprop', 'naef_backprop', 'winwinlay', 'kick')
+THEOREM_PIECES = dict(energy='AEF', update='backprop')  # the pieces Theorem 4.1 is about: the kicks move as far as the condition made of them
+
+def study_conditions()->tuple:
+    "The study's conditions: the methods tagged `theorem41` (the unguided run, the energy × update cells, then the others, each in menu order), then the random kicks, `kick`."
+    ms, t = methods(), tagged('theorem41')
+    plain = [m for m in t if not ms[m].build(None, {})]                 # no pieces: the unguided run
+    cells = [m for m in t if m not in plain and ms[m].factors]
+    return (*plain, *cells, *[m for m in t if m not in plain and m not in cells], 'kick')
+
+def kick_source()->str:
+    "The condition whose update norms the random kicks take: the one made of `THEOREM_PIECES`."
+    ms = methods()
+    found = [c for c in study_conditions()[:-1] if ms[c].factors == THEOREM_PIECES]
+    if not found: raise ValueError(f"no method tagged theorem41 has the factors {THEOREM_PIECES}: the kicks have no norms to take")
+    return found[0]
+
 NAEF_CALIBRATION = Path(layoutlab.__file__).parents[1]/'nbs'/'images'/'ablation_calib_nbp_shapes.json'   # NAEF × backprop's step (20_ablation)
 
 def study_overrides(calibration=NAEF_CALIBRATION # a `layoutlab calibrate` file (or its dict); None: the presets, as the published rows
                    )->dict: # condition -> {piece: {param: value}} for `sample`
-    "Per-condition parameters of the study's runs: a calibration's values for the methods it names; WinWinLay's CFG score."
+    "Per-condition parameters of the study's runs: a calibration's values for the methods it names, under them each method's own for this study (`Method.study_params`, e.g. WinWinLay's CFG score, which the published rows were made with)."
     from layoutlab.studies.bench import read_calibration
     cal = read_calibration(calibration)['calibration'] if calibration is not None else {}
-    out = {c: {piece: dict(v) for piece, v in cal.get(c, {}).items()} for c in CONDITIONS[1:-1]}
-    out['winwinlay'].setdefault('Guidance', {}).setdefault('score', 'cfg')   # the CFG score the published rows were made with (the preset now reads ε_c, 09_methods)
+    out, ms = {}, methods()
+    for c in study_conditions()[:-1]:
+        out[c] = {piece: dict(v) for piece, v in cal.get(c, {}).items()}
+        for piece, ps in (ms[c].study_params or {}).get('theorem41', {}).items():
+            for k, v in ps.items(): out[c].setdefault(piece, {}).setdefault(k, v)
     return {c: v for c, v in out.items() if v}
 
 def _run_param(rec, piece:str, name:str):
@@ -71,9 +89,9 @@ def theorem41_runs(pipe, # the pipeline
     "The five conditions of the study on one layout, recording the guidance energy's layers in float32."
     layers, out, over = guidance_layers(pipe.unet), {}, study_overrides(calibration)
     run = lambda method='none', **seams: sample(pipe, layout, method, steps=steps, cfg=cfg, recorder=Recorder(layers=layers, float16=False), progress=False, **seams)
-    for name in CONDITIONS[:-1]:
+    for name in study_conditions()[:-1]:
         res = run(name, **over.get(name, {})); out[name] = (res.recording, res.image)
-    res = run(before_step=RandomKick(kick_norms(out['aef_backprop'][0]), seed=layout.seed or 0))   # recorded as 'custom'
+    res = run(before_step=RandomKick(kick_norms(out[kick_source()][0]), seed=layout.seed or 0))   # recorded as 'custom'
     out['kick'] = (res.recording, res.image)
     return out
 
@@ -111,12 +129,13 @@ def run_summary(rep:xr.Dataset, # `theorem41_report` of the run
 
 # %% ../../nbs/15a_theorem41_real.ipynb #59b8a66a
 def inbox_maps_figure(runs:dict, # condition -> (recording, image), from `theorem41_runs`
-                      conditions=('aef_backprop', 'naef_backprop', 'kick'), # rows
+                      conditions=None, # rows (default: the backprop cells, then the kicks)
                       steps=(0, 3, 9), # guided steps shown
                       obj:int=0 # object index
                      ):
     "In-box phrase attention, renormalised inside the box, at every inner iteration of some guided steps."
     import matplotlib.pyplot as plt
+    if conditions is None: conditions = [c for c in study_conditions()[:-1] if (methods()[c].factors or {}).get('update') == 'backprop'] + ['kick']
     rec0 = runs[conditions[0]][0]
     n_it = rec0.sizes['iteration']
     fig, axs = plt.subplots(len(conditions), len(steps) * n_it, figsize=(1.1 * len(steps) * n_it, 1.25 * len(conditions) + .4), layout='constrained')
@@ -232,7 +251,8 @@ def differences_table(rows:list # from `theorem41_study`
     spec = [('gain_corr', 'kick'), ('gain_positive', 'kick'), ('order_kept', 'kick'),
             ('across_gain_corr', 'none'), ('coverage_guided_end', 'none'), ('coverage_final', 'none'), ('iou', 'none'), ('area_ratio', 'none')]
     d = {s: paired_differences(rows, *s) for s in spec}
-    keys = sorted({k for v in d.values() for k in v}, key=lambda k: (k[0], CONDITIONS.index(k[1])))
+    order = study_conditions()
+    keys = sorted({k for v in d.values() for k in v}, key=lambda k: (k[0], order.index(k[1]) if k[1] in order else len(order)))
     lines = ['| regime | condition | ' + ' | '.join(f'{n} − {null}' for n, null in spec) + ' |', '|---' * (len(spec) + 2) + '|']
     for k in keys:
         cells = [('–' if k not in d[s] or not np.isfinite(d[s][k][0]) else '{:+.3f} [{:+.3f}, {:+.3f}]'.format(*d[s][k])) for s in spec]
@@ -248,7 +268,7 @@ def study_figure(rows:list # from `theorem41_study`
     fig, axs = plt.subplots(len(regimes), 2, figsize=(10, 3.4 * len(regimes)), layout='constrained', squeeze=False)
     for i, regime in enumerate(regimes):
         rs = [r for r in rows if r['regime'] == regime]
-        for j, c in enumerate(CONDITIONS):
+        for j, c in enumerate(study_conditions()):
             sel = [r for r in rs if r['condition'] == c]
             if sel and sel[0]['points']:
                 x = np.concatenate([r['points']['predicted'] for r in sel]); y = np.concatenate([r['points']['delta'] for r in sel])

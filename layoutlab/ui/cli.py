@@ -4,15 +4,16 @@
 
 # %% ../../nbs/16_cli.ipynb #37064b85
 from __future__ import annotations
-import difflib, json, os, stat, uuid
+import difflib, json, os, stat, sys, uuid
 from pathlib import Path
 import typer
 
 # %% auto #0
 __all__ = ['app', 'LAYOUTS', 'DTYPES', 'main', 'CLIError', 'ModelNotAvailable', 'quiet', 'load_pipeline', 'layout_names',
            'find_layout', 'parse_box', 'read_layout', 'layouts', 'check_target', 'output_paths', 'check_outputs',
-           'write_file', 'check_method', 'default_method', 'parse_params', 'piece_overrides', 'check_dtype', 'generate',
-           'bench', 'sweep', 'calibrate', 'study_ablation', 'perf', 'readme_text', 'readme']
+           'write_file', 'builtin_menu', 'method_menu', 'tagged_names', 'check_method', 'default_method',
+           'parse_params', 'piece_overrides', 'check_dtype', 'generate_help', 'generate', 'bench', 'sweep', 'calibrate',
+           'study_ablation', 'perf', 'list_methods', 'readme_text', 'readme']
 
 # %% ../../nbs/16_cli.ipynb #ec6ece13
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -101,9 +102,7 @@ _FORMAT = ("Sample an image for LAYOUT and write DIR/recording.nc, DIR/attention
            "A box is x0, y0, x1, y1, normalised to [0, 1] with x to the right and y down; each phrase is words of the "
            'prompt; "seed" is optional (--seed overrides it).\n\n'
            'Instead of LAYOUT, give the layout inline, one --box per object: '
-           '--prompt "a red circle and a blue square" --box "red circle=0.1,0.1,0.5,0.5"\n\n'
-           "A layout with boxes runs layout_control unless --method says otherwise (--method none: plain sampling). "
-           "Files already in DIR are never replaced without --overwrite, and never through a symbolic link.")
+           '--prompt "a red circle and a blue square" --box "red circle=0.1,0.1,0.5,0.5"')  # then the methods (`generate_help`)
 
 DTYPES = ('float32', 'float16')  # weight dtypes `generate --dtype` and `perf --dtype` take
 
@@ -177,20 +176,65 @@ def write_file(path:Path, # where the file goes
     return path
 
 # %% ../../nbs/16_cli.ipynb #776524e7
-def check_method(name:str # a method preset name from the command line
+_BUILTIN = 'layoutlab.guidance.methods'  # where the registry's built-in methods are (`registry.BUILTIN`): read here, not imported
+_GROUP = 'layoutlab.methods'  # the registry's entry-point group of plug-ins (`registry.GROUP`)
+
+def _literal(node, default=None):
+    import ast
+    try: return default if node is None else ast.literal_eval(node)
+    except ValueError: return default
+
+_READ = {}  # what `builtin_menu` read, once per process
+
+def builtin_menu()->tuple: # (name, label, tags) of each built-in method, in menu order
+    "The registry's built-in methods, read from the source of their `METHODS` list without importing it (which needs torch)."
+    if 'menu' not in _READ: _READ['menu'] = _read_menu()
+    return _READ['menu']
+
+def _read_menu()->tuple:
+    import ast
+    from importlib.util import find_spec
+    try: tree = ast.parse(Path(find_spec(_BUILTIN).origin).read_text())
+    except (ImportError, AttributeError, OSError, SyntaxError): return ()
+    calls = next((n.value.elts for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.value, (ast.List, ast.Tuple))
+                  and any(isinstance(t, ast.Name) and t.id == 'METHODS' for t in n.targets)), [])
+    out = []
+    for c in calls:
+        if not isinstance(c, ast.Call): continue
+        args = {**dict(zip(('name', 'label', 'build', 'grid', 'inherits', 'tags'), c.args)), **{k.arg: k.value for k in c.keywords}}
+        name, label, tags = _literal(args.get('name')), _literal(args.get('label'), ''), _literal(args.get('tags'), ())
+        if isinstance(name, str): out.append((name, label if isinstance(label, str) else '', tuple(tags) if isinstance(tags, (list, tuple)) else ()))
+    return tuple(out)
+
+def method_menu()->list: # (name, label, tags) of every method, in menu order
+    "The methods as `--help` lists them: the registry's when it is loaded (plug-ins and this session's included), else the built-in ones (`builtin_menu`), so that `--help` imports no torch."
+    reg = sys.modules.get('layoutlab.guidance.registry')
+    if reg is not None and hasattr(reg, 'methods'):
+        try: return [(m.name, m.label, tuple(m.tags)) for m in reg.methods().values()]
+        except Exception: pass   # a broken registry is reported when a command uses it, not by --help
+    return list(builtin_menu())
+
+def tagged_names(tag:str, # a study or command, e.g. 'bench'
+                 menu=None # from `method_menu` (default: read it now)
+                )->list: # names, in menu order
+    "The methods tagged `tag`, as the help lists them."
+    return [n for n, _, tags in (method_menu() if menu is None else menu) if tag in tags]
+
+def check_method(name:str # a method name from the command line
                 )->str: # the name, when it is one
-    "A method name `sample` takes; a one-line error with the nearest name (as git does) and the list otherwise."
-    from layoutlab.guidance.registry import method_names
-    names = method_names()
-    if name in names: return name
-    near = difflib.get_close_matches(name, names, n=1)
-    raise CLIError(f"unknown method {name!r}; {f'did you mean {near[0]}? ' if near else ''}available: {', '.join(names)}")
+    "A method name `sample` takes; the registry's one-line error otherwise (the nearest name, as git does, and the list)."
+    from layoutlab.guidance.registry import check_method as check
+    try: return check(name)
+    except ValueError as e: raise CLIError(str(e)) from None
 
 def default_method(method:str, # --method, or None
                    layout # the layout to sample
                   )->str:
-    "`method` checked, or by default `layout_control` for a layout with boxes and `none` for one without."
-    return check_method(method) if method is not None else 'layout_control' if layout.objects else 'none'
+    "`method` checked, or by default the method tagged `generate` for a layout with boxes and `none` for one without."
+    if method is not None: return check_method(method)
+    if not layout.objects: return 'none'
+    from layoutlab.guidance.registry import tagged
+    return next(iter(tagged('generate')), 'none')
 
 def parse_params(texts:list, # --param options, each 'Piece.field=v1,v2,...'
                  one:bool=False # a single value per parameter (`generate`) rather than a grid (`sweep`)
@@ -235,13 +279,39 @@ def _kept(rec, paths)->str:
     return "nothing was written"
 
 # %% ../../nbs/16_cli.ipynb #9d3555a1
-@app.command(help=_FORMAT)
+def generate_help(menu=None # from `method_menu` (default: read it now)
+                 )->str: # the text of `generate --help`
+    "`generate`'s help: the layout's format, then every method with its label, as the registry has them."
+    menu = method_menu() if menu is None else menu
+    default, plugins = next(iter(tagged_names('generate', menu)), 'none'), []
+    if 'layoutlab.guidance.registry' not in sys.modules:   # loaded: the menu has the plug-ins' methods already
+        from importlib.metadata import entry_points
+        plugins = [ep.name for ep in entry_points(group=_GROUP)]
+    more = f" Installed plug-ins ({', '.join(plugins)}) add theirs: `layoutlab methods` lists every method." if plugins else ''
+    return (_FORMAT + f"\n\nA layout with boxes runs {default} unless --method says otherwise (--method none: plain sampling). "
+            f"The methods (--method NAME):{more}\n\n" + '\n'.join(f"    {n}: {label}" for n, label, _ in menu) +
+            "\n\nFiles already in DIR are never replaced without --overwrite, and never through a symbolic link.")
+
+def _method_help(menu=None)->str:
+    return f"a method's name (default: {next(iter(tagged_names('generate', menu)), 'none')} for a layout with boxes, none without; the methods are listed above)"
+
+from typer.core import TyperCommand
+class _Generate(TyperCommand):
+    "`generate`, whose help lists the methods the registry has when the help is shown (a plug-in's or this session's too)."
+    def format_help(self, ctx, formatter):
+        menu = method_menu()
+        self.help = generate_help(menu)
+        for p in self.params:
+            if p.name == 'method': p.help = _method_help(menu)
+        return super().format_help(ctx, formatter)
+
+@app.command(cls=_Generate, help=generate_help())
 def generate(layout:str=typer.Argument(None, help="a shipped layout's name or a layout JSON file", show_default=False),
              prompt:str=typer.Option(None, metavar='TEXT', help="an inline layout's prompt (instead of LAYOUT)"),
              box:list[str]=typer.Option(None, metavar='PHRASE=BOX', help='an object of the inline layout, e.g. "red circle=0.1,0.1,0.5,0.5" (repeat for more)'),
              model:str=typer.Option("shapes", help="hub id, local folder, shapes, tiny-sd15 or tiny-sdxl"),
              out:Path=typer.Option(Path("out"), help="output folder"),
-             method:str=typer.Option(None, help="method preset (default: layout_control for a layout with boxes, none without): none (plain sampling), layout_control, winwinlay, aef_backprop, naef_backprop, aef_adaptive, naef_adaptive, ilgd, sali, gradsam", show_default=False),
+             method:str=typer.Option(None, help=_method_help(), show_default=False),
              param:list[str]=typer.Option(None, metavar='PIECE.FIELD=VALUE', help="change a parameter of the method's pieces, as sweep --param does with one value, e.g. Guidance.step_scale=0.5 (repeat for more)"),
              seed:int=typer.Option(None, help="overrides the layout's seed"),
              steps:int=typer.Option(50, help="DDIM steps"),
@@ -319,7 +389,7 @@ def _run_on_dask(run, out:Path, **kw):
 @app.command()
 def bench(model:str=typer.Option("shapes", help="model to benchmark"),
           n:int=typer.Option(100, help="number of two-object layouts"),
-          methods:str=typer.Option("", help="comma-separated presets (default: all)"),
+          methods:str=typer.Option("", help=f"comma-separated methods (default: those tagged bench: {', '.join(tagged_names('bench'))})", show_default=False),
           steps:int=typer.Option(50, help="DDIM steps"),
           sweep_n:int=typer.Option(None, help="layouts of a per-method calibration sweep run first, from --calib-seed0 (default 30; 0 with --calibration)", show_default=False),
           calibration:Path=typer.Option(None, help="per-method values from `layoutlab calibrate` (its seeds must be disjoint from these)"),
@@ -343,7 +413,7 @@ def bench(model:str=typer.Option("shapes", help="model to benchmark"),
 # %% ../../nbs/16_cli.ipynb #3842d18f
 @app.command()
 def sweep(param:list[str]=typer.Option(..., help="Piece.field=v1,v2,... (repeat for a grid), e.g. --param Guidance.r=0.06,0.12,0.25"),
-          methods:str=typer.Option("winwinlay", help="comma-separated presets to sweep"),
+          methods:str=typer.Option("", help=f"comma-separated methods to sweep (default: those tagged sweep: {', '.join(tagged_names('sweep'))})", show_default=False),
           model:str=typer.Option("shapes", help="model"),
           n:int=typer.Option(10, help="number of two-object layouts"),
           steps:int=typer.Option(50, help="DDIM steps"),
@@ -363,7 +433,7 @@ def sweep(param:list[str]=typer.Option(..., help="Piece.field=v1,v2,... (repeat 
     except (CLIError, *_bench_errors()) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1)
-    _run_on_dask(run_sweep, out, model=model, params=params, methods=[m for m in methods.split(',') if m], n=n, steps=steps,
+    _run_on_dask(run_sweep, out, model=model, params=params, methods=[m for m in methods.split(',') if m] or None, n=n, steps=steps,
                  workers=workers, scheduler=scheduler, regime=regime, record=record, device=device, progress=progress,
                  seed0=seed0, objects=_objects(objects), calibration=calibration)
 
@@ -371,7 +441,7 @@ def sweep(param:list[str]=typer.Option(..., help="Piece.field=v1,v2,... (repeat 
 @app.command()
 def calibrate(model:str=typer.Option("shapes", help="model"),
               n:int=typer.Option(12, help="calibration layouts"),
-              methods:str=typer.Option("", help="comma-separated presets to calibrate (default: aef/naef × backprop/adaptive, layout_control, ilgd)"),
+              methods:str=typer.Option("", help=f"comma-separated methods to calibrate (default: those tagged calibrate: {', '.join(tagged_names('calibrate'))})", show_default=False),
               seed0:int=typer.Option(30_000_000, help="seed of the first calibration layout (keep it disjoint from the benchmark's)"),
               regime:str=typer.Option("random", help="layout regime: away, near or random"),
               objects:str=typer.Option("2", help="objects per layout: 2, 3, 4, or 3,4 (alternating)"),
@@ -412,7 +482,7 @@ def perf(model:str=typer.Option("shapes", help="shapes (ShapesSD), sd15 or sdxl 
          dtype:str=typer.Option("float32", help="float32 or float16"),
          device:str=typer.Option(None, help="torch device (default: cuda if available, else cpu)"),
          repeats:int=typer.Option(3, help="interleaved repeats (every figure is a median)"),
-         methods:str=typer.Option("none,layout_control,winwinlay,ilgd", help="comma-separated method presets (sali, gradsam also run)"),
+         methods:str=typer.Option("", help=f"comma-separated methods (default: those tagged perf: {', '.join(tagged_names('perf'))}; any other runs too)", show_default=False),
          recorders:str=typer.Option("none,memory,nc", help="comma-separated: none, memory, nc, zarr"),
          size:int=typer.Option(None, help="image side in pixels (default: the model's native size)"),
          threads:int=typer.Option(None, help="torch CPU threads"),
@@ -425,7 +495,7 @@ def perf(model:str=typer.Option("shapes", help="shapes (ShapesSD), sd15 or sdxl 
     from layoutlab.studies.perf import measure, perf_table
     from layoutlab.core.models import ModelNotAvailable as Missing
     try:
-        r = measure(model, steps=steps, dtype=dtype, device=device, repeats=repeats, methods=methods.split(','),
+        r = measure(model, steps=steps, dtype=dtype, device=device, repeats=repeats, methods=[m for m in methods.split(',') if m] or None,
                     recorders=recorders.split(','), size=(size, size) if size else None, threads=threads,
                     log=lambda s: typer.echo(s, err=True))
     except (ValueError, Missing) as e:
@@ -433,6 +503,12 @@ def perf(model:str=typer.Option("shapes", help="shapes (ShapesSD), sd15 or sdxl 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(r, indent=1))
     typer.echo(perf_table(r))
+
+@app.command(name='methods')
+def list_methods():
+    "List every method the registry knows (built-in, installed plug-ins): name, label, and the studies it takes part in by default."
+    from layoutlab.guidance.registry import methods
+    for m in methods().values(): typer.echo(f"{m.name:16} {m.label}" + (f"  [{', '.join(m.tags)}]" if m.tags else ''))
 
 # %% ../../nbs/16_cli.ipynb #f33430e0
 import json as _json, re as _re

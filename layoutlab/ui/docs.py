@@ -305,18 +305,19 @@ def link_names(md:str, # markdown text
     return ''.join(p if i % 2 else _TICK.sub(sub, p) for i, p in enumerate(parts))
 
 # %% ../../nbs/18_docs.ipynb #d360768f
-SECTIONS = (('Get started', ('index', 'tutorial')),
-            ('Methods', ('registry', 'adding_a_method', 'methods', 'energy', 'update', 'latent_init', 'gradsam')),
-            ('Recording and browsing', ('record', 'plots', 'widgets', 'cli')),
-            ('Theory', ('theory', 'theorem41_real')),
-            ('Studies', ('ablation', 'bench', 'perf', 'shapes', 'train_shapes', 'metrics', 'judge')),
-            ('Reference', ()))   # every page not named above
+SECTIONS = (('Get started', ('index', '17_tutorial')),
+            ('Methods', ('09a_registry', '22_adding_a_method', '09_methods', '05_energy', '06_update', '07_latent_init', '08_gradsam')),
+            ('Recording and browsing', ('03_record', '13_plots', '14_widgets', '16_cli')),
+            ('Theory', ('15_theory', '15a_theorem41_real')),
+            ('Studies', ('20_ablation', '19_bench', '21_perf', '10_shapes', '11_train_shapes', '12_metrics', '12a_judge')),
+            ('Reference', ()))   # notebooks by file name (as prose names them); every page not named above goes to the last
 
 def sections(names:list # the site's page names (e.g. `tutorial`), in file order
             )->list: # (caption, page names) in reading order, empty sections left out
-    "The sidebar's sections: each page where `SECTIONS` puts it, the rest in the last one, in file order."
-    named = {n for _, ns in SECTIONS for n in ns}
-    out = [(cap, [n for n in ns if n in names]) for cap, ns in SECTIONS[:-1]]
+    "The sidebar's sections: each page where `SECTIONS` puts its notebook, the rest in the last one, in file order."
+    page = lambda nb: Path(page_name(nb + '.ipynb')).stem
+    named = {page(n) for _, ns in SECTIONS for n in ns}
+    out = [(cap, [page(n) for n in ns if page(n) in names]) for cap, ns in SECTIONS[:-1]]
     out.append((SECTIONS[-1][0], [n for n in names if n not in named]))
     return [(cap, ns) for cap, ns in out if ns]
 

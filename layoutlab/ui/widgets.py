@@ -18,8 +18,8 @@ import layoutlab.plots as plots
 
 # %% auto #0
 __all__ = ['MODELS', 'LOAD_LIMIT', 'derive_phrases', 'parse_phrases', 'png_bytes', 'blank_canvas', 'box_to_norm', 'norm_to_box',
-           'available_methods', 'method_seams', 'default_model', 'default_cfg', 'method_parameters', 'method_fields',
-           'read_layout', 'LayoutEditor', 'browsable', 'RecordingBrowser']
+           'available_methods', 'method_choices', 'method_seams', 'default_model', 'default_cfg', 'method_parameters',
+           'method_fields', 'read_layout', 'LayoutEditor', 'browsable', 'RecordingBrowser']
 
 # %% ../../nbs/14_widgets.ipynb #c411b459
 _SPLIT = re.compile(r",|;|\b(?:and|with|of|on|in|next to|beside|above|below|under|behind|left of|right of)\b", re.I)
@@ -91,6 +91,11 @@ def available_methods()->list: # 'none' first, then every method of the registry
     "Names of the methods the editor can run."
     from layoutlab.guidance.registry import method_names
     return method_names()
+
+def method_choices()->list: # (what the menu shows, name) per method, in menu order
+    "The editor's method menu: each method's name and label (`Method.label`), standing for its name."
+    from layoutlab.guidance.registry import methods
+    return [(f'{n} — {m.label}', n) for n, m in methods().items()]
 
 def method_seams(name:str, # 'none' or a preset name
                  pipe, # the pipeline it will run on
@@ -195,7 +200,8 @@ class LayoutEditor:
         self.bbox = BBoxWidget(image_bytes=png_bytes(blank_canvas(self.size)), hide_buttons=True)
         self.message = W.HTML()
         methods = available_methods()
-        self.method = W.Dropdown(options=methods, value=method if method in methods else 'none', description='method')
+        self.method = W.Dropdown(options=method_choices(), value=method if method in methods else 'none', description='method',
+                                 layout=W.Layout(width='480px'))
         if pipe is not None: self.model = W.Dropdown(options=[(f'given: {self.model_name}', self.model_name)], disabled=True, description='model')
         else:
             name = model or default_model()
