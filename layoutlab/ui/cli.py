@@ -305,13 +305,15 @@ class _Generate(TyperCommand):
             if p.name == 'method': p.help = _method_help(menu)
         return super().format_help(ctx, formatter)
 
-@app.command(cls=_Generate, help=generate_help())
+_BUILT_IN = list(builtin_menu())   # what help texts fixed when this module is imported read: never a plug-in (importing the CLI loads none)
+
+@app.command(cls=_Generate, help=generate_help(_BUILT_IN))
 def generate(layout:str=typer.Argument(None, help="a shipped layout's name or a layout JSON file", show_default=False),
              prompt:str=typer.Option(None, metavar='TEXT', help="an inline layout's prompt (instead of LAYOUT)"),
              box:list[str]=typer.Option(None, metavar='PHRASE=BOX', help='an object of the inline layout, e.g. "red circle=0.1,0.1,0.5,0.5" (repeat for more)'),
              model:str=typer.Option("shapes", help="hub id, local folder, shapes, tiny-sd15 or tiny-sdxl"),
              out:Path=typer.Option(Path("out"), help="output folder"),
-             method:str=typer.Option(None, help=_method_help(), show_default=False),
+             method:str=typer.Option(None, help=_method_help(_BUILT_IN), show_default=False),
              param:list[str]=typer.Option(None, metavar='PIECE.FIELD=VALUE', help="change a parameter of the method's pieces, as sweep --param does with one value, e.g. Guidance.step_scale=0.5 (repeat for more)"),
              seed:int=typer.Option(None, help="overrides the layout's seed"),
              steps:int=typer.Option(50, help="DDIM steps"),
@@ -389,7 +391,7 @@ def _run_on_dask(run, out:Path, **kw):
 @app.command()
 def bench(model:str=typer.Option("shapes", help="model to benchmark"),
           n:int=typer.Option(100, help="number of two-object layouts"),
-          methods:str=typer.Option("", help=f"comma-separated methods (default: those tagged bench: {', '.join(tagged_names('bench'))})", show_default=False),
+          methods:str=typer.Option("", help=f"comma-separated methods (default: those tagged bench: {', '.join(tagged_names('bench', _BUILT_IN))})", show_default=False),
           steps:int=typer.Option(50, help="DDIM steps"),
           sweep_n:int=typer.Option(None, help="layouts of a per-method calibration sweep run first, from --calib-seed0 (default 30; 0 with --calibration)", show_default=False),
           calibration:Path=typer.Option(None, help="per-method values from `layoutlab calibrate` (its seeds must be disjoint from these)"),
@@ -413,7 +415,7 @@ def bench(model:str=typer.Option("shapes", help="model to benchmark"),
 # %% ../../nbs/16_cli.ipynb #3842d18f
 @app.command()
 def sweep(param:list[str]=typer.Option(..., help="Piece.field=v1,v2,... (repeat for a grid), e.g. --param Guidance.r=0.06,0.12,0.25"),
-          methods:str=typer.Option("", help=f"comma-separated methods to sweep (default: those tagged sweep: {', '.join(tagged_names('sweep'))})", show_default=False),
+          methods:str=typer.Option("", help=f"comma-separated methods to sweep (default: those tagged sweep: {', '.join(tagged_names('sweep', _BUILT_IN))})", show_default=False),
           model:str=typer.Option("shapes", help="model"),
           n:int=typer.Option(10, help="number of two-object layouts"),
           steps:int=typer.Option(50, help="DDIM steps"),
@@ -441,7 +443,7 @@ def sweep(param:list[str]=typer.Option(..., help="Piece.field=v1,v2,... (repeat 
 @app.command()
 def calibrate(model:str=typer.Option("shapes", help="model"),
               n:int=typer.Option(12, help="calibration layouts"),
-              methods:str=typer.Option("", help=f"comma-separated methods to calibrate (default: those tagged calibrate: {', '.join(tagged_names('calibrate'))})", show_default=False),
+              methods:str=typer.Option("", help=f"comma-separated methods to calibrate (default: those tagged calibrate: {', '.join(tagged_names('calibrate', _BUILT_IN))})", show_default=False),
               seed0:int=typer.Option(30_000_000, help="seed of the first calibration layout (keep it disjoint from the benchmark's)"),
               regime:str=typer.Option("random", help="layout regime: away, near or random"),
               objects:str=typer.Option("2", help="objects per layout: 2, 3, 4, or 3,4 (alternating)"),
@@ -482,7 +484,7 @@ def perf(model:str=typer.Option("shapes", help="shapes (ShapesSD), sd15 or sdxl 
          dtype:str=typer.Option("float32", help="float32 or float16"),
          device:str=typer.Option(None, help="torch device (default: cuda if available, else cpu)"),
          repeats:int=typer.Option(3, help="interleaved repeats (every figure is a median)"),
-         methods:str=typer.Option("", help=f"comma-separated methods (default: those tagged perf: {', '.join(tagged_names('perf'))}; any other runs too)", show_default=False),
+         methods:str=typer.Option("", help=f"comma-separated methods (default: those tagged perf: {', '.join(tagged_names('perf', _BUILT_IN))}; any other runs too)", show_default=False),
          recorders:str=typer.Option("none,memory,nc", help="comma-separated: none, memory, nc, zarr"),
          size:int=typer.Option(None, help="image side in pixels (default: the model's native size)"),
          threads:int=typer.Option(None, help="torch CPU threads"),
