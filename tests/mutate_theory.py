@@ -1,4 +1,4 @@
-"""Mutation check of `theorem41_report`: break `layoutlab/theory.py` in a temporary copy of the package, one way at a
+"""Mutation check of `theorem41_report`: break `layoutlab/studies/theory.py` in a temporary copy of the package, one way at a
 time, run `tests/test_theory_mutations.py` against the copy, and print whether the tests failed (they must).
 
     python tests/mutate_theory.py            # exit status 1 if the unmutated copy fails or a mutation survives
@@ -8,6 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / 'tests' / 'test_theory_mutations.py'
+TARGET = Path('layoutlab') / 'studies' / 'theory.py'  # the module mutated, relative to the package root
 
 # name -> (what it breaks, exact text in theory.py, its replacement, the occurrence replaced: 1 = first)
 MUTATIONS = {
@@ -57,7 +58,7 @@ def imported_from(pkg_root:Path)->str:
                           capture_output=True, text=True, check=True).stdout.strip()
 
 def main()->int:
-    src = (ROOT / 'layoutlab' / 'theory.py').read_text()
+    src = (ROOT / TARGET).read_text()
     bad = 0
     with tempfile.TemporaryDirectory() as tmp:
         pkg = Path(tmp) / 'layoutlab'
@@ -68,12 +69,12 @@ def main()->int:
         print(f"{'unmutated':28s} tests {'pass' if r.returncode == 0 else 'FAIL'}", flush=True)
         if r.returncode != 0: print(r.stdout[-3000:]); return 1
         for name, (what, old, new, nth) in MUTATIONS.items():
-            (pkg / 'theory.py').write_text(mutate(src, old, new, nth))
+            (Path(tmp) / TARGET).write_text(mutate(src, old, new, nth))
             r = run_tests(Path(tmp))
             failed = [l.split(' - ')[0].split('::')[-1] for l in r.stdout.splitlines() if l.startswith(('FAILED', 'ERROR'))]
             print(f"{name:28s} {'caught' if r.returncode != 0 else 'SURVIVED'}: {what}; failing: {', '.join(failed) or '-'}", flush=True)
             bad += r.returncode == 0
-        (pkg / 'theory.py').write_text(src)
+        (Path(tmp) / TARGET).write_text(src)
     print(f"{len(MUTATIONS) - bad} of {len(MUTATIONS)} mutations caught")
     return int(bad > 0)
 
