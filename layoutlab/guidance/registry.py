@@ -4,11 +4,11 @@
 
 # %% ../../nbs/09a_registry.ipynb #c3a4b5d6
 from __future__ import annotations
-import importlib, warnings
+import importlib, inspect, warnings
 from dataclasses import dataclass
+from fastcore.meta import delegates
 from importlib.metadata import entry_points
-from ..core.loop import run, describe_seam, check_settings, run_seeds, default_cfg, Sample, SEAMS
-from ..core.layout import as_layout
+from ..core.loop import run, describe_seam, Sample, SEAMS
 from ..core.record import Recorder
 from .pieces import _close
 
@@ -131,36 +131,21 @@ def run_seams(pipe, # the pipeline (model-calibrated defaults of the preset)
     name = method if not custom else 'custom' if method == 'none' else f'{method}+custom'
     return seams, name, params
 
+_RUN_KEYWORDS = set(inspect.signature(run).parameters) - {'pipe', 'layout', 'method'}  # what `sample` hands to `run`
+
+@delegates(run, but=['method'])   # the signature and docments are `run`'s; **kwargs also takes the preset's piece overrides
 def sample(pipe, # a Stable Diffusion (1.x or XL) pipeline; never changed
            layout, # a `Layout`, a layout dict, or a plain prompt
            method:str='none', # a method's name (see `method_names()`, `method_table()`), or 'none'
-           steps:int=50, # DDIM steps
-           cfg:float=None, # classifier-free guidance scale (default: the model's, see `default_cfg`)
-           seed=None, # random seed, or a list of seeds for a batch (default: the layout's, else 0)
-           negative_prompt:str=None, # what the unconditional branch encodes (default: the empty prompt)
-           num_images_per_prompt:int=None, # images of consecutive seeds `seed, seed+1, ...` (default: one per seed)
-           height:int=None, width:int=None, # image size (default: the UNet's native size)
-           init=None, # seam: `init(pipe, shape, generator) -> z_T` (default: `gaussian_init`); an init with a `start` attribute starts the loop at that step
-           before_step=None, # seam: `before_step(state) -> z_t`, guidance on the latent
-           noise_pred=None, # seam: `noise_pred(state, eps) -> eps`, guidance on the prediction
-           after_step=None, # seam: `after_step(state) -> z_{t-1}`, latent manipulation after the scheduler step
-           edit_attention=None, # seam: `edit(name, scores, state) -> scores`, pre-softmax attention injection
-           recorder:Recorder=None, # records attention and logged values at every step (a batch: in memory only)
-           params:dict=None, # method parameters for the recording's attrs (default: each seam's class and parameters)
-           model:str=None, # model id, for the recording's attrs
-           progress:bool=True, # show a tqdm progress bar
-           **overrides # per piece class of the preset, parameters to change, e.g. `Guidance=dict(step_scale=0.5)`
+           **kwargs # `run`'s keywords (steps, cfg, seed, seams by hand, recorder, ...); any other name is a piece class of the preset with parameters to change, e.g. `Guidance=dict(step_scale=0.5)`
           )->Sample:
-    "Sample images for `layout` with DDIM + CFG and a method's seams (by name, or by hand), recording every step."
-    layout = as_layout(layout)
-    cfg = default_cfg(pipe) if cfg is None else cfg
-    check_settings(steps, cfg)
-    seeds = run_seeds(seed, num_images_per_prompt, layout)
-    hand = dict(init=init, before_step=before_step, noise_pred=noise_pred, after_step=after_step, edit_attention=edit_attention)
-    seams, name, described = run_seams(pipe, method, hand, overrides)
-    if params is not None: name = method or 'none'          # the caller describes its own seams
-    return run(pipe, layout, steps=steps, cfg=cfg, seed=seeds, negative_prompt=negative_prompt, height=height, width=width,
-               recorder=recorder, params=described if params is None else params, model=model, progress=progress, method=name, **seams)
+    "Sample images for `layout` with DDIM + CFG and a method's seams (by name, or by hand), recording every step: `run` with the method's seams. A keyword that is not `run`'s names a piece class of the preset and the parameters to change, e.g. `Guidance=dict(step_scale=0.5)`."
+    runs = {k: kwargs.pop(k) for k in list(kwargs) if k in _RUN_KEYWORDS}
+    hand = {k: runs.pop(k, None) for k in SEAMS}
+    seams, name, described = run_seams(pipe, method, hand, kwargs)
+    if runs.get('params') is None: runs['params'] = described
+    else: name = method or 'none'          # the caller describes its own seams
+    return run(pipe, layout, method=name, **runs, **seams)
 
 
 # %% ../../nbs/09a_registry.ipynb #ceeff001

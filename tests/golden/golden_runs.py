@@ -1,7 +1,11 @@
 """The golden runs: every method preset on three shipped layouts, on the bundled ShapesSD model (CPU, float32).
 
-Shared by `make_golden.py` (records `presets.npz`) and `tests/test_golden.py` (re-runs and compares).
-The fixture was recorded before the package's module layout changed: when it changes, update `_api()` only.
+Shared by `make_golden.py` (records a fixture) and `tests/test_golden.py` (re-runs and compares).
+The fixtures were recorded from the code before the package's module layout changed (commit af758b4): when modules
+move, update `_api()` only. One fixture per CPU capability (torch's `get_cpu_capability()`): the vector kernels torch
+picks for a CPU (AVX2, AVX512) round float32 sums differently, and eight steps of guidance carry a last-bit difference
+into the images (measured on an AVX2 machine against the AVX512 fixture: up to 1/255 on a few pixels for most presets,
+2/255 for SALI, 43/255 for Grad-SAM, whose thresholded mask flips a cell). Bit for bit holds only on the same kind of CPU.
 """
 import contextlib, platform
 from pathlib import Path
@@ -9,7 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-FIXTURE = HERE / 'presets.npz'
+FIXTURE = HERE / 'presets.npz'   # the first fixture, recorded on an AVX512 CPU
+FIXTURES = {'AVX512': FIXTURE, 'AVX2': HERE / 'presets_AVX2.npz'}   # torch's CPU capability -> its fixture
 LAYOUT_DIR = HERE.parents[1] / 'layoutlab' / 'assets' / 'layouts'
 
 # the methods of `method_names()` when the fixture was recorded (the test checks the package still has them)
@@ -80,6 +85,12 @@ def run_method(pipe, method:str)->dict:
     "The golden runs of one method: {'{method}/{layout}/{variable}': array}."
     with pinned_threads():
         return {f'{method}/{layout}/{k}': v for layout in LAYOUTS for k, v in run_one(pipe, method, layout).items()}
+
+
+def fixture_for(capability:str):
+    "The fixture recorded on a CPU of this capability, or None when there is none."
+    path = FIXTURES.get(capability)
+    return path if path is not None and path.exists() else None
 
 
 def load_fixture(path=FIXTURE)->dict:
