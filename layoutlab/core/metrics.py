@@ -18,8 +18,8 @@ from .attention import grid_size
 
 # %% auto #0
 __all__ = ['box_iou', 'object_kind', 'object_box', 'match', 'layout_iou', 'presence', 'presence_totals', 'coco_ap', 'APResampler',
-           'frechet_from_stats', 'feature_stats', 'frechet_distance', 'box_coverage', 'binding_share', 'AttentionProbe',
-           'binding_ratios']
+           'resample_indices', 'percentile_interval', 'bootstrap_interval', 'frechet_from_stats', 'feature_stats',
+           'frechet_distance', 'box_coverage', 'binding_share', 'AttentionProbe', 'binding_ratios']
 
 # %% ../../nbs/12_metrics.ipynb #a18c47b8
 def box_iou(a, # box `[x0, y0, x1, y1]` (normalised), or an array of them `(..., 4)`
@@ -157,6 +157,31 @@ class APResampler:
         prec = sub.eval['precision'][:, :, :, 0, -1]              # (IoU thresholds, recall, category), area 'all', 100 detections
         mean = lambda x: float(x[x > -1].mean()) if (x > -1).any() else -1.
         return dict(AP=mean(prec), AP50=mean(prec[0]))
+
+# %% ../../nbs/12_metrics.ipynb #0a27d2bd
+def resample_indices(n:int, # number of items resampled
+                     n_resamples:int=2000, # number of resamples
+                     seed:int=0 # seed of the draws
+                    )->np.ndarray: # `(n_resamples, n)` positions, repeats allowed
+    "Seeded bootstrap resamples of `n` items, as positions."
+    return np.random.default_rng(seed).integers(0, n, (n_resamples, n))
+
+def percentile_interval(stats, # a statistic, one value per resample
+                        level:float=0.95 # coverage of the interval
+                       )->tuple: # (low, high)
+    "The central percentile interval of resampled statistics."
+    lo, hi = np.percentile(stats, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return float(lo), float(hi)
+
+def bootstrap_interval(x, # values, one per item (non-finite ones dropped)
+                       n_resamples:int=2000, # number of resamples
+                       seed:int=0, # seed of the draws (`resample_indices`)
+                       level:float=0.95 # coverage of the interval
+                      )->tuple: # (mean, low, high); NaNs when no value is finite
+    "Mean of `x` and its percentile-bootstrap interval."
+    x = np.asarray(x, float); x = x[np.isfinite(x)]
+    if len(x) == 0: return (np.nan, np.nan, np.nan)
+    return (float(x.mean()), *percentile_interval(x[resample_indices(len(x), n_resamples, seed)].mean(1), level))
 
 # %% ../../nbs/12_metrics.ipynb #ed8f1fd3
 def frechet_from_stats(mu1, sigma1, # mean (D,) and covariance (D, D) of the first Gaussian

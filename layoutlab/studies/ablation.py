@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, math
 from pathlib import Path
 import numpy as np
-from ..core.metrics import coco_ap, APResampler
+from ..core.metrics import coco_ap, APResampler, resample_indices, percentile_interval, bootstrap_interval
 from ..guidance import registry
 
 # %% auto #0
@@ -148,18 +148,17 @@ def paired_intervals(rows:list, # bench rows of one regime
         if a not in bm or b not in bm: continue
         ks = np.array(sorted(set(bm[a]) & set(bm[b])))
         if not len(ks): continue
-        idx = np.random.default_rng(seed).integers(0, len(ks), (n_resamples, len(ks)))
-        q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+        idx = resample_indices(len(ks), n_resamples, seed)   # the same layouts resampled for every measure
         d = np.array([bm[a][k]['iou'] - bm[b][k]['iou'] for k in ks])
-        lo, hi = np.percentile(d[idx].mean(1), q)
-        out.append(dict(a=a, b=b, measure='mean_iou', n=len(ks), diff=float(d.mean()), lo=float(lo), hi=float(hi)))
+        diff, lo, hi = bootstrap_interval(d, n_resamples, seed, level)   # draws `idx` again (IoUs are finite)
+        out.append(dict(a=a, b=b, measure='mean_iou', n=len(ks), diff=diff, lo=lo, hi=hi))
         if not ap: continue
         full = {m: ap_of(bm[m], truth, ks) for m in (a, b)}
         if any(math.isnan(full[m]['AP']) for m in (a, b)): continue
         boot = (boot_ap(a, ks, idx) - boot_ap(b, ks, idx)) * 100
         for j, s in enumerate(('AP50', 'AP')):
-            lo, hi = np.percentile(boot[:, j], q)
-            out.append(dict(a=a, b=b, measure=s, n=len(ks), diff=100 * (full[a][s] - full[b][s]), lo=float(lo), hi=float(hi)))
+            lo, hi = percentile_interval(boot[:, j], level)
+            out.append(dict(a=a, b=b, measure=s, n=len(ks), diff=100 * (full[a][s] - full[b][s]), lo=lo, hi=hi))
     return out
 
 def verdict(iv:dict)->str:

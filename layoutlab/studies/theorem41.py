@@ -18,12 +18,12 @@ from ..guidance.registry import preset, methods, tagged
 from ..guidance.methods import RandomKick, kick_norms
 from .theory import theorem41_report
 from ..shapes.world import scene, detect
-from ..core.metrics import match, box_iou
+from ..core.metrics import match, box_iou, bootstrap_interval
 
 # %% auto #0
 __all__ = ['REGIMES', 'THEOREM_PIECES', 'NAEF_CALIBRATION', 'SUMMARY', 'regime_layouts', 'study_conditions', 'kick_source',
-           'study_overrides', 'theorem41_runs', 'run_summary', 'inbox_maps_figure', 'theorem41_study', 'bootstrap_ci',
-           'study_table', 'paired_differences', 'differences_table', 'study_figure']
+           'study_overrides', 'theorem41_runs', 'run_summary', 'inbox_maps_figure', 'theorem41_study', 'study_table',
+           'paired_differences', 'differences_table', 'study_figure']
 
 # %% ../../nbs/15a_theorem41_real.ipynb #80a5824f
 REGIMES = ('away', 'random', 'scene')
@@ -200,17 +200,6 @@ def theorem41_study(model:str='shapes', # model name for `load_pipeline`
     return rows
 
 # %% ../../nbs/15a_theorem41_real.ipynb #63fc011c
-def bootstrap_ci(x, # values, one per layout (NaN dropped)
-                 n_boot:int=2000, # bootstrap resamples
-                 seed:int=0 # random seed
-                )->tuple: # (mean, low, high) of the 95% percentile interval
-    "Mean and percentile-bootstrap 95% interval of the mean."
-    x = np.asarray(x, float); x = x[np.isfinite(x)]
-    if len(x) == 0: return (np.nan, np.nan, np.nan)
-    idx = np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))
-    b = x[idx].mean(1)
-    return (float(x.mean()), float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5)))
-
 def study_table(rows:list, # from `theorem41_study`
                 names=('order_kept', 'gain_positive', 'log_ratio_gain', 'gain_corr', 'across_order_kept', 'across_gain_corr',
                        'coverage_guided_end', 'coverage_final', 'iou', 'area_ratio', 'found'), # summaries shown
@@ -224,7 +213,7 @@ def study_table(rows:list, # from `theorem41_study`
         for c in dict.fromkeys(r['condition'] for r in rs):
             cells = []
             for k in names:
-                m, lo, hi = bootstrap_ci([r[k] for r in rs if r['condition'] == c])
+                m, lo, hi = bootstrap_interval([r[k] for r in rs if r['condition'] == c])
                 cells.append('–' if not np.isfinite(m) else f"{m:.3f} [{lo:.3f}, {hi:.3f}]")
             lines.append(f"| {c} | " + ' | '.join(cells) + ' |')
         lines.append('')
@@ -241,7 +230,7 @@ def paired_differences(rows:list, # from `theorem41_study`
         for c in dict.fromkeys(r['condition'] for r in rows if r['regime'] == regime):
             if c == null: continue
             d = [by[(c, k)] - by[(null, k)] for (cc, k) in by if cc == c and (null, k) in by]
-            out[(regime, c)] = bootstrap_ci(d)
+            out[(regime, c)] = bootstrap_interval(d)
     return out
 
 # %% ../../nbs/15a_theorem41_real.ipynb #bbcae8ab
