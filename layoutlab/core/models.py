@@ -456,7 +456,7 @@ def load_tokenizer(name_or_path:str # as for `load_pipeline`
     return _with_vocabulary(tok, sub)
 
 # %% ../../nbs/01_models.ipynb #b2e3f4a5
-MODEL_DEFAULTS = {'shapes': {'cfg': 5.0, 'Guidance': {'step_scale': 1.0, 'r': 0.25}, 'LossGuidance': {'eta': 1.8}}}  # per model: 'cfg' and, per piece, calibrated parameters ({'Guidance': {...}, ...})
+MODEL_DEFAULTS = {'shapes': {'cfg': 5.0}}  # per model kind: its classifier-free guidance scale (methods' values: the shipped calibration)
 
 def model_kind(pipe)->str:
     "'shapes' for the bundled ShapesSD model, else 'sd'."

@@ -15,7 +15,6 @@ from .energy import ilgd_loss, AEF, NAEF
 from .update import layout_control_stop, grad_norm_map, loss_guided_eps, loss_guidance_sigma, inject_logits, sigma_from_alpha_bar, Backprop, Langevin
 from ..core.loop import predict_noise, attention_forward
 from .registry import Method
-from ..core.models import MODEL_DEFAULTS, model_kind
 
 
 # %% auto #0
@@ -272,22 +271,20 @@ class GradSAMFromReference:
                                     sigma=self.sigma, dilate=self.dilate, importance=self.importance, chunk=self.chunk)
 
 # %% ../../nbs/09_methods.ipynb #bcfecf85
-def _tuned(cls, pipe, over, **kw):
-    "A piece with the preset's keywords, the model's calibrated defaults where it has those parameters, then the caller's overrides."
+def _tuned(cls, over, **kw):
+    "A piece with the preset's keywords, then the overrides `preset` hands in (the model's calibrated values under the caller's)."
     piece = cls(**kw)
-    model = {k: v for k, v in MODEL_DEFAULTS.get(model_kind(pipe), {}).get(cls.__name__, {}).items() if k in parameters(piece) and k not in kw}
-    piece = with_params(piece, **model)
     return with_params(piece, **check_overrides(piece, over.get(cls.__name__, {})))
 
 
 # %% ../../nbs/09_methods.ipynb #ff2570de
 def _guided(energy, update, **kw):
     "A builder of one `Guidance` seam with this energy and update class (and the preset's other keywords)."
-    return lambda pipe, over: dict(before_step=_tuned(Guidance, pipe, over, energy=energy(), update=update(), **kw))
+    return lambda pipe, over: dict(before_step=_tuned(Guidance, over, energy=energy(), update=update(), **kw))
 
 def _on_top(base, seam, cls):
     "A builder: method `base`'s pieces, plus `cls` (built per layout) at `seam`."
-    return lambda pipe, over: {seam: _tuned(cls, pipe, over), **_BASE[base](pipe, over)}
+    return lambda pipe, over: {seam: _tuned(cls, over), **_BASE[base](pipe, over)}
 
 _STEP, _R = [0.1, 0.3, 1.0, 3.0, 10.0], [0.02, 0.06, 0.12, 0.25, 0.5, 1.0]  # published values (1.0, 0.06) and ShapesSD's (1.0, 0.25) inside
 _STEP_LOW = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]  # NAEF × backprop chose 0.1, the lower edge of _STEP: widened downwards
@@ -313,7 +310,7 @@ METHODS = [
            grid=('Guidance', 'r', _R), inherits='winwinlay', short='NAEF+Ada', factors=dict(energy='NAEF', update='adaptive'), paper=dict(AP50=49.2),
            tags=('calibrate', 'ablation')),
     Method('ilgd', "iLGD: early attention injection and weak loss guidance",
-           lambda pipe, over: dict(edit_attention=_tuned(Injection, pipe, over), noise_pred=_tuned(LossGuidance, pipe, over)),
+           lambda pipe, over: dict(edit_attention=_tuned(Injection, over), noise_pred=_tuned(LossGuidance, over)),
            grid=('LossGuidance', 'eta', [0.03, 0.1, 0.32, 1.0, 3.2, 10.0, 32.0]), short='iLGD', seconds=1.5, tags=('bench', 'calibrate', 'ablation', 'perf')),
     Method('sali', "spatial-aware latent initialisation from a layout reference, then Layout-Control",
            _on_top('layout_control', 'init', SpatialAware), inherits='layout_control', tags=('bench',)),

@@ -4,17 +4,19 @@
 
 # %% ../../nbs/09a_registry.ipynb #c3a4b5d6
 from __future__ import annotations
-import importlib, inspect, warnings
+import copy, functools, importlib, inspect, json, warnings
 from dataclasses import dataclass
 from fastcore.meta import delegates
 from importlib.metadata import entry_points
 from ..core.loop import run, describe_seam, Sample, SEAMS
 from ..core.record import Recorder
+from ..core.models import ASSETS, model_kind
 from .pieces import _close
 
 # %% auto #0
-__all__ = ['BUILTIN', 'GROUP', 'Method', 'register', 'installed', 'methods', 'method_names', 'check_method', 'get_method',
-           'preset', 'run_seams', 'sample', 'tagged', 'method_table']
+__all__ = ['BUILTIN', 'GROUP', 'CALIBRATIONS', 'Method', 'register', 'installed', 'methods', 'method_names', 'check_method',
+           'get_method', 'preset', 'shipped_calibration', 'calibrated', 'merge_overrides', 'defaults_table',
+           'run_seams', 'sample', 'tagged', 'method_table']
 
 # %% ../../nbs/09a_registry.ipynb #c6a7b8d9
 @dataclass(frozen=True)
@@ -103,13 +105,64 @@ def get_method(name:str # a method name
     return methods()[check_method(name)]
 
 def preset(name:str, # a method name (see `method_names()`)
-           pipe, # the pipeline it will run on (for model-calibrated defaults)
+           pipe, # the pipeline it will run on (its kind picks the calibrated values), or None
            **overrides # per piece class, parameters to change, e.g. `Guidance=dict(step_scale=0.1)`
           )->tuple: # (seams for `sample`, parameters for the recording)
-    "The sampler seams and parameters of a registered method."
-    seams = get_method(name).build(pipe, overrides)
+    "The sampler seams and parameters of a registered method: its pieces with the model's calibrated values (`calibrated`), then `overrides`."
+    seams = get_method(name).build(pipe, merge_overrides(calibrated(name, pipe), overrides))
     return seams, {k: describe_seam(v) for k, v in seams.items()}
 
+
+# %% ../../nbs/09a_registry.ipynb #4886753f
+CALIBRATIONS = ASSETS/'calibration'  # `<model kind>.json`: the `layoutlab calibrate` result shipped for each bundled model
+
+@functools.cache
+def shipped_calibration(kind:str # a model kind (`model_kind(pipe)`), e.g. 'shapes'
+                       )->dict|None: # the `layoutlab calibrate` result (calibration, report, seed0, n, regime, ...), or None
+    "The calibration shipped for a model kind, read once; None for a model without one (the authors' values apply)."
+    f = CALIBRATIONS/f'{kind}.json'
+    if not f.exists(): return None
+    try: cal = json.loads(f.read_text())
+    except ValueError as e: raise ValueError(f"the shipped calibration {f} is not valid JSON ({e}); reinstall layoutlab") from None
+    if not isinstance(cal, dict) or not isinstance(cal.get('calibration'), dict):
+        raise ValueError(f"the shipped calibration {f} has no 'calibration' table of per-method values")
+    return cal
+
+def calibrated(name:str, # a method name
+               pipe, # the pipeline it will run on (its kind picks the file), or None (no calibration)
+               calibration:dict=None # {method: {piece: {param: value}}} to read instead of the shipped file
+              )->dict: # {piece: {param: value}}; {} where there is none
+    "A method's calibrated values: its own, else those of the method it inherits; {} on a model without a calibration."
+    if calibration is None: calibration = (shipped_calibration(model_kind(pipe)) or {}).get('calibration', {}) if pipe is not None else {}
+    m = get_method(name)
+    return copy.deepcopy(calibration.get(name) or calibration.get(m.inherits) or {})
+
+def merge_overrides(base:dict, # {piece: {param: value}}, e.g. calibrated values
+                    over:dict # the caller's, which win parameter by parameter
+                   )->dict:
+    "Per piece, `over`'s parameters over `base`'s (a value that is not a dict is kept as given, for `check_overrides` to name)."
+    out = copy.deepcopy(base)
+    for k, v in over.items(): out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+# %% ../../nbs/09a_registry.ipynb #43af362f
+def _described(params:dict, piece:str, param:str):
+    "The value of `piece.param` in a preset's recorded parameters (None when no seam has it)."
+    return next((d[param] for d in params.values() if isinstance(d, dict) and d.get('piece') == piece and param in d), None)
+
+def defaults_table(kinds=('shapes',) # model kinds whose shipped calibration is shown beside the authors' values
+                  )->str: # Markdown
+    "Per method with a calibrated parameter: the authors' value (the piece's default: what SD 1.5, SDXL and any model without a file run) and each model's calibrated one."
+    ms, fmt = methods(), lambda v: '–' if v is None else f'{v:g}' if isinstance(v, float) else str(v)
+    cals = {k: (shipped_calibration(k) or {}).get('calibration', {}) for k in kinds}
+    rows = ['| method | parameter | authors (SD 1.5, SDXL) | ' + ' | '.join(f'{k} (calibrated)' for k in kinds) + ' |', '|---|---|---|' + '---|' * len(kinds)]
+    for n, m in ms.items():
+        g = m.grid or (ms[m.inherits].grid if m.inherits in ms else None)
+        if g is None: continue
+        piece, param, _ = g
+        cells = [fmt(calibrated(n, None, c).get(piece, {}).get(param)) + (f' (as `{m.inherits}`)' if n not in c and m.inherits in c else '') for c in cals.values()]
+        rows.append(f"| `{n}` | `{piece}.{param}` | {fmt(_described(preset(n, None)[1], piece, param))} | " + ' | '.join(cells) + ' |')
+    return '\n'.join(rows)
 
 # %% ../../nbs/09a_registry.ipynb #ccccddef
 def run_seams(pipe, # the pipeline (model-calibrated defaults of the preset)

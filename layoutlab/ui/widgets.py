@@ -121,14 +121,10 @@ def _stand_in(model):
     return model if not isinstance(model, str) else SimpleNamespace(name_or_path=str(Path(ASSETS)/'shapes') if model == 'shapes' else model)
 
 def default_cfg(model # a model name (`shapes`, `tiny-sd15`, ...) or a pipeline
-               )->float: # its calibrated classifier-free guidance scale (`methods.MODEL_DEFAULTS`), else the sampler's 7.5
+               )->float: # the scale the sampler uses for it (`core.loop.default_cfg`: the model's own, else 7.5)
     "The CFG scale the editor starts with for a model."
-    import inspect
-    from layoutlab.guidance.registry import sample
-    from layoutlab.core.models import MODEL_DEFAULTS, model_kind
-    fallback = inspect.signature(sample).parameters['cfg'].default
-    fallback = fallback if isinstance(fallback, (int, float)) else 7.5
-    return float(MODEL_DEFAULTS.get(model_kind(_stand_in(model)), {}).get('cfg', fallback) or fallback)
+    from layoutlab.core.loop import default_cfg as sampler_cfg
+    return sampler_cfg(_stand_in(model))
 
 def _field_value(v, choice)->bool: return choice is not None or isinstance(v, (bool, int, float)) or v is None
 
