@@ -16,8 +16,8 @@ from nbdev.doclinks import _nbpath2html
 
 # %% auto #0
 __all__ = ['SECTIONS', 'SITE_CSS', 'page_name', 'doc_notebooks', 'execute_nb', 'draws_figures', 'executed_nb', 'only_asserts',
-           'drop_asserts', 'api_entry', 'page_cells', 'link_names', 'sections', 'toc_markdown', 'link_pages',
-           'sphinx_conf', 'config_root', 'DocsError', 'api_entries', 'build_docs']
+           'n_checks', 'api_entry', 'page_cells', 'link_names', 'sections', 'toc_markdown', 'link_pages', 'sphinx_conf',
+           'config_root', 'DocsError', 'api_entries', 'build_docs']
 
 # %% ../../nbs/18_docs.ipynb #4e06df03
 def page_name(nb # a notebook path
@@ -105,15 +105,6 @@ def _test_only(n)->bool:
     bs = [b for b in _blocks(n) if b]
     return bool(bs) and not isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) and all(_test_only(s) for b in bs for s in b)
 
-def _test_lines(body)->set:
-    "Line indices (0-based) of the assertions in a list of statements, nested ones included."
-    out = set()
-    for n in body:
-        if _test_only(n): out |= set(range(n.lineno - 1, n.end_lineno))
-        elif not isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
-            for b in _blocks(n): out |= _test_lines(b)
-    return out
-
 def only_asserts(src:str # a code cell's source
                 )->bool: # True when every statement is an assertion (hidden from the page)
     "A cell that only checks: it is a test, not an example."
@@ -121,15 +112,21 @@ def only_asserts(src:str # a code cell's source
     except SyntaxError: return False
     return bool(body) and all(_test_only(n) for n in body)
 
-def drop_asserts(src:str # a code cell's source
-                )->str: # the source without its assertions (those inside `with`, `for`, ... blocks too)
-    "An example cell as the page shows it: the example, without the `test_eq` lines that check it."
-    code = _code(src)
-    try: body = ast.parse(code).body
-    except SyntaxError: return code
-    gone = _test_lines(body)
-    return '\n'.join(l for i, l in enumerate(code.splitlines()) if i not in gone).strip('\n')
+def _checks(body)->int:
+    "How many checks a list of statements holds, those nested in `for`, `with`, ... blocks included (definitions left out)."
+    n = 0
+    for s in body:
+        if isinstance(s, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef, ast.Import, ast.ImportFrom)): continue
+        n += 1 if _is_test(s) else sum(_checks(b) for b in _blocks(s))
+    return n
 
+def n_checks(src:str # a code cell's source
+            )->int: # its checks (`assert`, `test_eq`, ...), one per statement; a cell magic (`%%...`) holds none
+    "A cell's checks: an example ends in at most one, a block of them is a test and goes to a `#| hide` cell."
+    code = _code(src)
+    if code.lstrip().startswith('%%'): return 0
+    code = '\n'.join(l[:len(l) - len(l.lstrip())] + 'pass' if l.lstrip().startswith(('%', '!')) else l for l in code.splitlines())
+    return _checks(ast.parse(code).body)
 
 # %% ../../nbs/18_docs.ipynb #66139272
 class _Shown:
@@ -258,7 +255,7 @@ def _outputs(outs)->list:
 def page_cells(nb, # a notebook (read with `read_nb`, executed or not)
                module:str=None # the module it exports (default: from its `#| default_exp`)
               )->tuple: # (cells of the page, {name: full name} of its API entries)
-    "What a notebook's page shows: prose, examples without their assertions, outputs, and an API entry per exported name."
+    "What a notebook's page shows: prose, examples as written (a cell that only checks left out), outputs, and an API entry per exported name."
     module = module or _module_of(nb)
     shown = {m.group(1).strip() for c in nb.cells if c.cell_type == 'code' for m in [_SHOW.match(_code(c.source))] if m}
     cells, api, first_md = [], {}, True
@@ -282,7 +279,7 @@ def page_cells(nb, # a notebook (read with `read_nb`, executed or not)
                 md(api_entry(_resolve(name, module), name, module)); api[name] = f"{module}.{name}"
             continue
         if 'hide' in d or 'default_exp' in d or only_asserts(c.source): continue
-        code = drop_asserts(c.source)
+        code = _code(c.source).strip('\n')
         outs = _outputs(c.get('outputs'))
         if not code and not outs: continue
         echo = not any(k == 'echo:' and v and v[0].lower() == 'false' for k, v in d.items())
