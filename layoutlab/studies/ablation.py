@@ -15,7 +15,7 @@ __all__ = ['SPLIT', 'PAPER_READING', 'REGIME_FILES', 'RERUNS', 'read_result', 'm
            'table_methods', 'partner', 'study_contrasts', 'label', 'by_method', 'truths', 'ap_of', 'ablation_table',
            'markdown_table', 'paired_intervals', 'verdict', 'ordering_verdicts', 'split_table', 'split_figure',
            'readings_table', 'reading_name', 'readings_intervals', 'readings_summary', 'study_methods',
-           'study_commands', 'result_files', 'regime_report', 'readme_tables']
+           'study_commands', 'study_calibration', 'ship_calibration', 'result_files', 'regime_report', 'readme_tables']
 
 # %% ../../nbs/20_ablation.ipynb #dc2a4a54
 def read_result(path # a bench/sweep summary `.json`, its `.jsonl` row stream, its `.nc` Dataset, or a list of them (see `merge_rows`)
@@ -324,6 +324,32 @@ def study_commands(out='nbs/images', # folder of the result files
                          argv=['layoutlab', 'sweep', '--methods', read, '--param', 'Guidance.kl=unscaled,scaled,mass', '--param', 'Guidance.lam=1,4',
                                '--regime', r, '--n', str(n_readings), '--calibration', calib, '--out', str(out/f'readings_{r}_shapes.json'), *common]))
     return cmds
+
+# %% ../../nbs/20_ablation.ipynb #35665c09
+def study_calibration(folder='images')->dict:
+    "The calibration the study ran with: `ablation_calib_shapes.json` with each rerun's methods replaced by its own (same layouts); no rows."
+    from layoutlab.studies.bench import read_calibration
+    f = Path(folder)/'ablation_calib_shapes.json'
+    cals = [read_calibration(p) for p in [f] + [Path(folder)/f'ablation_calib_{x}_shapes.json' for x in RERUNS] if p.exists()]
+    first = cals[0]
+    if any((c['seed0'], c['n'], c['regime']) != (first['seed0'], first['n'], first['regime']) for c in cals):
+        raise ValueError(f"the calibration reruns in {folder} are not on the layouts of {f.name}")
+    res = {k: first[k] for k in ('seed0', 'n', 'regime', 'objects')}
+    res['calibration'] = {m: v for c in cals for m, v in c['calibration'].items()}
+    res['report'] = {m: v for c in cals for m, v in c['report'].items()}
+    res['sources'] = [dict(file=f'ablation_calib{"_" + x if x else ""}_shapes.json', methods=list(c['calibration']), config=c['config'])
+                      for x, c in zip(['', *RERUNS], cals)]
+    return res
+
+def ship_calibration(folder='images', # the study's result files
+                     out=None # where to write (default: ShapesSD's shipped file, `registry.CALIBRATIONS/'shapes.json'`)
+                    )->Path:
+    "Write `study_calibration` where the presets read it."
+    from layoutlab.guidance.registry import CALIBRATIONS
+    out = Path(out or CALIBRATIONS/'shapes.json')
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(study_calibration(folder), indent=1) + '\n')
+    return out
 
 # %% ../../nbs/20_ablation.ipynb #af2d7a1d
 REGIME_FILES = ('away', 'near', 'random', 'random34')  # ablation_{name}_shapes.json in the images folder

@@ -638,10 +638,10 @@ def plan_line(plan:dict, # from `bench_plan`
 # %% ../../nbs/19_bench.ipynb #b685f458
 def run_benchmark(model:str='shapes', # a `load_pipeline` name
                   n:int=100, # benchmark layouts
-                  n_sweep:int=30, # layouts of the per-method calibration sweep, from `calib_seed0` (0: no sweep; `calibration` or `overrides`)
+                  n_sweep:int=0, # layouts of a per-method calibration sweep run first, from `calib_seed0` (0: `calibration`, else the shipped one)
                   methods=None, # presets besides `none` (default: `bench_methods()`, those tagged `bench`; [] runs only the unguided rows)
                   overrides:dict=None, # per piece class, parameters for methods without calibrated values
-                  calibration=None, # a `run_calibration` JSON file (or its dict): per-method values, seeds checked disjoint
+                  calibration=None, # a `run_calibration` JSON file (or its dict); None: the model's shipped calibration, what the presets run (seeds checked disjoint)
                   calib_seed0:int=30_000_000, # seed of calibration layout 0 when `n_sweep` > 0
                   objects=2, # objects per layout: an int or a tuple cycled over layouts, e.g. (3, 4)
                   workers:int=2, # LocalCluster processes, one torch thread each (ignored with `scheduler`)
@@ -656,11 +656,12 @@ def run_benchmark(model:str='shapes', # a `load_pipeline` name
                   retries:int=2, # resubmissions of a task whose workers kept dying
                   progress:bool=True, # progress bars over tasks
                   log=print):
-    "Per-method calibration on disjoint layouts (or a calibration file), then every method on `n` layouts, on Dask; resumes from `<out>.jsonl`."
+    "Every method on `n` layouts at its calibrated values (the shipped calibration, a calibration file, or a sweep on disjoint layouts run first), on Dask; resumes from `<out>.jsonl`."
     methods = list(dict.fromkeys(m for m in (bench_methods() if methods is None else methods) if m != 'none'))
     objects = objects if isinstance(objects, (int, np.integer)) else tuple(objects)
     _check(n=n, n_sweep=n_sweep, steps=steps, workers=workers, methods=methods, regime=regime, objects=objects)
     per_method, report = {}, {}
+    if calibration is None and not n_sweep: calibration = registry.shipped_calibration('shapes' if model == 'shapes' else 'sd')
     if calibration is not None:
         if n_sweep: raise BenchError("give either a calibration file or --sweep-n, not both")
         cal = read_calibration(calibration)

@@ -393,8 +393,8 @@ def bench(model:str=typer.Option("shapes", help="model to benchmark"),
           n:int=typer.Option(100, help="number of two-object layouts"),
           methods:str=typer.Option("", help=f"comma-separated methods (default: those tagged bench: {', '.join(tagged_names('bench', _BUILT_IN))})", show_default=False),
           steps:int=typer.Option(50, help="DDIM steps"),
-          sweep_n:int=typer.Option(None, help="layouts of a per-method calibration sweep run first, from --calib-seed0 (default 30; 0 with --calibration)", show_default=False),
-          calibration:Path=typer.Option(None, help="per-method values from `layoutlab calibrate` (its seeds must be disjoint from these)"),
+          sweep_n:int=typer.Option(0, help="layouts of a per-method calibration sweep run first, from --calib-seed0 (0: --calibration, else the calibration shipped for the model, the presets' values)"),
+          calibration:Path=typer.Option(None, help="per-method values from `layoutlab calibrate` instead of the shipped ones (its seeds must be disjoint from these)"),
           calib_seed0:int=typer.Option(30_000_000, help="seed of the first calibration layout of --sweep-n"),
           seed0:int=typer.Option(20_000_000, help="seed of the first benchmark layout"),
           objects:str=typer.Option("2", help="objects per layout: 2, 3, 4, or 3,4 (alternating)"),
@@ -405,10 +405,9 @@ def bench(model:str=typer.Option("shapes", help="model to benchmark"),
           record:Path=typer.Option(None, help="folder for one Zarr recording per run"),
           device:str=typer.Option(None, help="torch device of the workers"),
           progress:bool=typer.Option(True, help="progress bar over tasks")):
-    "Run the layout benchmark on Dask: calibration sweep, then mean IoU with the requested boxes and seconds per image, per method."
+    "Run the layout benchmark on Dask: each method at its calibrated values, mean IoU with the requested boxes and seconds per image."
     from layoutlab.studies.bench import run_benchmark
-    n_sweep = sweep_n if sweep_n is not None else (0 if calibration else 30)
-    _run_on_dask(run_benchmark, out, model=model, n=n, n_sweep=n_sweep, methods=[m for m in methods.split(',') if m] or None,
+    _run_on_dask(run_benchmark, out, model=model, n=n, n_sweep=sweep_n, methods=[m for m in methods.split(',') if m] or None,
                  workers=workers, scheduler=scheduler, steps=steps, regime=regime, record=record, device=device, progress=progress,
                  calibration=calibration, calib_seed0=calib_seed0, seed0=seed0, objects=_objects(objects))
 
