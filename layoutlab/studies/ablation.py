@@ -15,7 +15,7 @@ __all__ = ['SPLIT', 'PAPER_READING', 'REGIME_FILES', 'RERUNS', 'read_result', 'm
            'table_methods', 'partner', 'study_contrasts', 'label', 'by_method', 'truths', 'ap_of', 'ablation_table',
            'markdown_table', 'paired_intervals', 'verdict', 'ordering_verdicts', 'split_table', 'split_figure',
            'readings_table', 'reading_name', 'readings_intervals', 'readings_summary', 'study_methods',
-           'study_commands', 'study_calibration', 'ship_calibration', 'result_files', 'regime_report', 'readme_tables']
+           'study_commands', 'result_files', 'regime_report', 'study_calibration', 'ship_calibration', 'readme_tables']
 
 # %% ../../nbs/20_ablation.ipynb #dc2a4a54
 def read_result(path # a bench/sweep summary `.json`, its `.jsonl` row stream, its `.nc` Dataset, or a list of them (see `merge_rows`)
@@ -325,6 +325,24 @@ def study_commands(out='nbs/images', # folder of the result files
                                '--regime', r, '--n', str(n_readings), '--calibration', calib, '--out', str(out/f'readings_{r}_shapes.json'), *common]))
     return cmds
 
+# %% ../../nbs/20_ablation.ipynb #af2d7a1d
+REGIME_FILES = ('away', 'near', 'random', 'random34')  # ablation_{name}_shapes.json in the images folder
+RERUNS = ('nbp',)  # ablation_{name}_{rerun}_shapes.json: methods rerun on the same layouts with a later calibration, replacing the first file's rows
+
+def result_files(folder='images')->dict:
+    "The ablation result files present: regime name -> [its file, then its reruns]."
+    ps = {r: [Path(folder)/f'ablation_{r}_shapes.json'] + [Path(folder)/f'ablation_{r}_{x}_shapes.json' for x in RERUNS] for r in REGIME_FILES}
+    return {r: [p for p in fs if p.exists()] for r, fs in ps.items() if fs[0].exists()}
+
+def regime_report(path, # a bench result of one regime, or its list of files (see `result_files`)
+                  n_resamples:int=1000, # bootstrap resamples
+                  seed:int=0)->dict: # table, intervals, verdicts (AP50 and mean IoU), split
+    "Everything this notebook shows for one regime's result file."
+    rows = read_result(path)
+    ivs = paired_intervals(rows, n_resamples=n_resamples, seed=seed)
+    return dict(table=ablation_table(rows), intervals=ivs, verdicts=ordering_verdicts(ivs, 'AP50') + ordering_verdicts(ivs, 'mean_iou'),
+                split=split_table(rows), rows=rows)
+
 # %% ../../nbs/20_ablation.ipynb #35665c09
 def study_calibration(folder='images')->dict:
     "The calibration the study ran with: `ablation_calib_shapes.json` with each rerun's methods replaced by its own (same layouts); no rows."
@@ -350,24 +368,6 @@ def ship_calibration(folder='images', # the study's result files
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(study_calibration(folder), indent=1) + '\n')
     return out
-
-# %% ../../nbs/20_ablation.ipynb #af2d7a1d
-REGIME_FILES = ('away', 'near', 'random', 'random34')  # ablation_{name}_shapes.json in the images folder
-RERUNS = ('nbp',)  # ablation_{name}_{rerun}_shapes.json: methods rerun on the same layouts with a later calibration, replacing the first file's rows
-
-def result_files(folder='images')->dict:
-    "The ablation result files present: regime name -> [its file, then its reruns]."
-    ps = {r: [Path(folder)/f'ablation_{r}_shapes.json'] + [Path(folder)/f'ablation_{r}_{x}_shapes.json' for x in RERUNS] for r in REGIME_FILES}
-    return {r: [p for p in fs if p.exists()] for r, fs in ps.items() if fs[0].exists()}
-
-def regime_report(path, # a bench result of one regime, or its list of files (see `result_files`)
-                  n_resamples:int=1000, # bootstrap resamples
-                  seed:int=0)->dict: # table, intervals, verdicts (AP50 and mean IoU), split
-    "Everything this notebook shows for one regime's result file."
-    rows = read_result(path)
-    ivs = paired_intervals(rows, n_resamples=n_resamples, seed=seed)
-    return dict(table=ablation_table(rows), intervals=ivs, verdicts=ordering_verdicts(ivs, 'AP50') + ordering_verdicts(ivs, 'mean_iou'),
-                split=split_table(rows), rows=rows)
 
 # %% ../../nbs/20_ablation.ipynb #499c58ca
 def readme_tables(reports:dict, # regime -> `regime_report` (without rows), e.g. read from `ablation_report_shapes.json`

@@ -798,7 +798,7 @@ def run_sweep(model:str='shapes', # a `load_pipeline` name
               methods=None, # presets to sweep, each using every swept piece (default: those tagged `sweep`)
               n:int=10, # layouts
               overrides:dict=None, # per piece class, parameters under the swept ones (default: the model's calibrated values)
-              calibration=None, # a `run_calibration` file or dict: per-method values under the swept ones (instead of `overrides`)
+              calibration=None, # a `run_calibration` file or dict: per-method values under the swept ones; None (and no `overrides`): the model's shipped calibration
               objects=2, # objects per layout: an int or a tuple cycled over layouts
               workers:int=2, # LocalCluster processes, one torch thread each (ignored with `scheduler`)
               steps:int=50, # DDIM steps
@@ -812,6 +812,7 @@ def run_sweep(model:str='shapes', # a `load_pipeline` name
     objects = objects if isinstance(objects, (int, np.integer)) else tuple(objects)
     _check(n=n, steps=steps, workers=workers, methods=methods, regime=regime, objects=objects)
     per_method = {}
+    if calibration is None and overrides is None: calibration = registry.shipped_calibration('shapes' if model == 'shapes' else 'sd')
     if calibration is not None:
         cal = read_calibration(calibration); _disjoint(seed0, n, cal['seed0'], cal['n']); per_method = cal['calibration']
     if not methods or 'none' in methods: raise BenchError("--methods must name guided presets (not none) to sweep")
