@@ -50,7 +50,7 @@ def test_api_entries(site):
     assert 'href="attention.html#layoutlab.core.attention.select_layers"' in rec          # a backticked name, linked
 
 # Notebooks whose visible cells still hold blocks of checks, and why they are let through for now
-UNSPLIT = {'19_bench': "being split into examples + `#| hide` cells by another helper (issue 21, item 5); remove once merged"}
+UNSPLIT = {}
 
 def offenders(nb:Path # a notebook
              )->list: # `cell id (n checks)` of each visible code cell holding more than one check
