@@ -122,4 +122,4 @@ def test_the_studies_read_their_methods_from_the_registry():
     assert perf.perf_methods() == ['none', 'layout_control', 'winwinlay', 'ilgd']
     assert {m: perf.floor_kind(m) for m in perf.perf_methods()} == dict(none='unguided', layout_control='energy', winwinlay='energy_eps', ilgd='loss')
     assert theorem41.study_conditions() == ('none', 'aef_backprop', 'naef_backprop', 'winwinlay', 'kick')
-    assert theorem41.study_overrides(None) == {'winwinlay': {'Guidance': {'score': 'cfg'}}}
+    assert theorem41.study_overrides() == {'winwinlay': {'Guidance': {'score': 'cfg'}}}

@@ -143,17 +143,17 @@ def _fake_runs(monkeypatch, calibration):
     return seen
 
 def test_study_naef_backprop_at_its_calibrated_step(monkeypatch):
-    "NAEF × backprop runs at the step of the calibration file, read from it (0.03 there), not the preset's 1.0."
+    "By default NAEF × backprop runs the preset, whose step is the shipped calibration's (0.03); 'published' puts back the 1.0 of the published rows."
     import layoutlab.studies.theorem41 as study
-    path = study.NAEF_CALIBRATION
-    assert path.name == 'ablation_calib_nbp_shapes.json' and path.exists()
-    want = json.loads(path.read_text())['calibration']['naef_backprop']['Guidance']['step_scale']
-    seen = _fake_runs(monkeypatch, path)
-    assert seen['naef_backprop']['Guidance'] == {'step_scale': want} and want == 0.03
-    assert seen['winwinlay']['Guidance'] == {'score': 'cfg'} and 'Guidance' not in seen['aef_backprop']
+    from layoutlab.guidance.registry import shipped_calibration
+    assert shipped_calibration('shapes')['calibration']['naef_backprop'] == {'Guidance': {'step_scale': 0.03}}
+    seen = _fake_runs(monkeypatch, 'shipped')
+    assert 'Guidance' not in seen['naef_backprop'] and 'Guidance' not in seen['aef_backprop']    # the presets' own values
+    assert seen['winwinlay']['Guidance'] == {'score': 'cfg'}
+    assert _fake_runs(monkeypatch, 'published')['naef_backprop']['Guidance'] == {'step_scale': 1.0} == study.PUBLISHED['naef_backprop']['Guidance']
     seen = _fake_runs(monkeypatch, {'calibration': {'naef_backprop': {'Guidance': {'step_scale': 0.1}}}, 'report': {}, 'seed0': 0, 'n': 1})
     assert seen['naef_backprop']['Guidance'] == {'step_scale': 0.1}
-    assert 'Guidance' not in _fake_runs(monkeypatch, None)['naef_backprop']          # None: the presets
+    with pytest.raises(ValueError, match="must be 'shipped'"): _fake_runs(monkeypatch, None)
 
 def test_study_refuses_to_mix_calibrations(tmp_path):
     "Rows made under the presets (the published ones) and rows made at the calibrated step never share a file."

@@ -21,7 +21,7 @@ from ..shapes.world import scene, detect
 from ..core.metrics import match, box_iou, bootstrap_interval
 
 # %% auto #0
-__all__ = ['REGIMES', 'THEOREM_PIECES', 'NAEF_CALIBRATION', 'SUMMARY', 'regime_layouts', 'study_conditions', 'kick_source',
+__all__ = ['REGIMES', 'THEOREM_PIECES', 'PUBLISHED', 'SUMMARY', 'regime_layouts', 'study_conditions', 'kick_source',
            'study_overrides', 'theorem41_runs', 'run_summary', 'inbox_maps_figure', 'theorem41_study', 'study_table',
            'paired_differences', 'differences_table', 'study_figure']
 
@@ -57,13 +57,19 @@ def kick_source()->str:
     if not found: raise ValueError(f"no method tagged theorem41 has the factors {THEOREM_PIECES}: the kicks have no norms to take")
     return found[0]
 
-NAEF_CALIBRATION = Path(layoutlab.__file__).parents[1]/'nbs'/'images'/'ablation_calib_nbp_shapes.json'   # NAEF × backprop's step (20_ablation)
+PUBLISHED = {'naef_backprop': {'Guidance': {'step_scale': 1.0}}}  # what the published rows ran that today's presets do not: the step all `Guidance` methods shared before the per-method calibration shipped
 
-def study_overrides(calibration=NAEF_CALIBRATION # a `layoutlab calibrate` file (or its dict); None: the presets, as the published rows
+def _per_method(calibration)->dict:
+    "The per-method values a study's `calibration` stands for: 'shipped' none beyond the presets, 'published' `PUBLISHED`, else a `layoutlab calibrate` result's."
+    if isinstance(calibration, str) and calibration in ('shipped', 'published'): return {} if calibration == 'shipped' else PUBLISHED
+    if calibration is None: raise ValueError("calibration must be 'shipped' (the presets), 'published' or a `layoutlab calibrate` file, got None")
+    from layoutlab.studies.bench import read_calibration
+    return read_calibration(calibration)['calibration']
+
+def study_overrides(calibration='shipped' # 'shipped': the presets (the model's shipped calibration); 'published': `PUBLISHED` on top; or a `layoutlab calibrate` file (or its dict)
                    )->dict: # condition -> {piece: {param: value}} for `sample`
     "Per-condition parameters of the study's runs: a calibration's values for the methods it names, under them each method's own for this study (`Method.study_params`, e.g. WinWinLay's CFG score, which the published rows were made with)."
-    from layoutlab.studies.bench import read_calibration
-    cal = read_calibration(calibration)['calibration'] if calibration is not None else {}
+    cal = _per_method(calibration)
     out, ms = {}, methods()
     for c in study_conditions()[:-1]:
         out[c] = {piece: dict(v) for piece, v in cal.get(c, {}).items()}
@@ -78,13 +84,14 @@ def _run_param(rec, piece:str, name:str):
 
 def _calibration_name(calibration)->str|None:
     "How a row names the calibration its runs used."
-    return None if calibration is None else 'dict' if isinstance(calibration, dict) else Path(calibration).name
+    if isinstance(calibration, str) and calibration in ('shipped', 'published'): return None if calibration == 'published' else calibration   # the published rows name none
+    return 'dict' if isinstance(calibration, dict) else Path(calibration).name
 
 def theorem41_runs(pipe, # the pipeline
                    layout:Layout, # the layout (its seed is the run's seed)
                    steps:int=50, # DDIM steps
                    cfg:float=5.0, # guidance scale
-                   calibration=NAEF_CALIBRATION # per-method values (see `study_overrides`); None: the presets
+                   calibration='shipped' # per-method values (see `study_overrides`): the presets by default
                   )->dict: # condition -> (recording, image)
     "The five conditions of the study on one layout, recording the guidance energy's layers in float32."
     layers, out, over = guidance_layers(pipe.unet), {}, study_overrides(calibration)
@@ -157,7 +164,7 @@ def inbox_maps_figure(runs:dict, # condition -> (recording, image), from `theore
     return fig
 
 # %% ../../nbs/15a_theorem41_real.ipynb #0230b74c
-def _layout_rows(pipe, regime, k, lay, steps, guided=10, runs=None, calibration=NAEF_CALIBRATION):
+def _layout_rows(pipe, regime, k, lay, steps, guided=10, runs=None, calibration='shipped'):
     runs = runs or theorem41_runs(pipe, lay, steps=steps, calibration=calibration)
     rows = []
     for c, (rec, img) in runs.items():
@@ -177,14 +184,14 @@ def theorem41_study(model:str='shapes', # model name for `load_pipeline`
                     out:Path=None, # JSON-lines file that rows stream to (and resume from); None: keep in memory
                     device:str='cpu', # torch device
                     progress:bool=True, # a progress bar over layouts
-                    calibration=NAEF_CALIBRATION # per-method values (see `study_overrides`); None: the presets
+                    calibration='shipped' # per-method values (see `study_overrides`): the presets by default
                    )->list: # one dict per (regime, layout, condition)
     "Run the five conditions on `n` layouts of each regime and summarise every run."
     from layoutlab.core.models import load_pipeline
     rows = [json.loads(l) for l in Path(out).read_text().splitlines() if l.strip()] if out and Path(out).exists() else []
     name = _calibration_name(calibration)
     other = {r.get('calibration') for r in rows} - {name}
-    if other: raise ValueError(f"{out} holds rows made with calibration {sorted(other, key=str)} (None: the presets), not {name!r}: "
+    if other: raise ValueError(f"{out} holds rows made with calibration {sorted(other, key=str)} (None: the published rows'), not {name!r}: "
                                "write this run to another file")
     study_overrides(calibration)                                   # a bad calibration file fails here, before any run
     pipe = load_pipeline(model, device=device)
