@@ -93,3 +93,13 @@ def test_the_docs_table_says_which_is_which():
     eta = cal['ilgd']['LossGuidance']['eta']
     assert f"| `ilgd` | `LossGuidance.eta` | 0.32 | {eta:g} |" in t
     assert "(as `naef_adaptive`)" in t.split('`winwinlay`')[1].splitlines()[0]
+
+
+def test_the_editor_shows_the_files_values():
+    "The widgets' fields come from the same presets: ShapesSD's calibrated values, a model without a file the authors'."
+    from layoutlab.ui.widgets import method_parameters
+    cal = shipped_calibration('shapes')['calibration']
+    assert method_parameters('naef_backprop', 'shapes')['Guidance']['step_scale'] == cal['naef_backprop']['Guidance']['step_scale'] == 0.03
+    assert method_parameters('ilgd', 'shapes')['LossGuidance']['eta'] == cal['ilgd']['LossGuidance']['eta']
+    assert method_parameters('winwinlay', 'shapes')['Guidance']['r'] == cal['naef_adaptive']['Guidance']['r']
+    assert method_parameters('ilgd', 'tiny-sd15')['LossGuidance']['eta'] == 0.32
