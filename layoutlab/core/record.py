@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
+from .tables import pipe_table
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'CONVENTIONS', 'VARIABLES', 'FLAGS', 'SCHEMA_ATTR', 'CHECKSUMS_ATTR', 'UNSIGNED', 'VERIFY_BYTES',
@@ -933,12 +934,12 @@ def _load_v1(path:Path, lazy:bool)->xr.DataTree:
 def schema_table(rec:xr.DataTree # a recording
                 )->str: # a Markdown table
     "Every variable of a recording with its dims, dtype, long_name, units and flags, as Markdown."
-    rows = ['| group | variable | kind | dims | dtype | long_name | units | flags |', '|---|---|---|---|---|---|---|---|']
+    rows = []
     for node in rec.subtree:
         ds = node.to_dataset(inherit=False)
         for k, v in sorted(ds.variables.items(), key=lambda kv: (kv[0] not in ds.coords, kv[0])):
             kind = 'coordinate' if k in ds.coords else 'data'
             flags = ', '.join(f"{a}={b}" for a, b in zip(np.atleast_1d(v.attrs['flag_values']).tolist(), v.attrs['flag_meanings'].split())) if 'flag_meanings' in v.attrs else ''
             dtype = 'string' if v.dtype.kind in 'OUT' else str(v.dtype)
-            rows.append(f"| {node.path} | `{k}` | {kind} | {', '.join(v.dims)} | {dtype} | {v.attrs.get('long_name', '')} | {v.attrs.get('units', '')} | {flags} |")
-    return '\n'.join(rows)
+            rows.append([node.path, f'`{k}`', kind, ', '.join(v.dims), dtype, v.attrs.get('long_name', ''), v.attrs.get('units', ''), flags])
+    return pipe_table(['group', 'variable', 'kind', 'dims', 'dtype', 'long_name', 'units', 'flags'], rows)

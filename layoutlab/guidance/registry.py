@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 from ..core.loop import run, describe_seam, Sample, SEAMS
 from ..core.record import Recorder
 from ..core.models import ASSETS, model_kind
+from ..core.tables import pipe_table
 from .pieces import _close
 
 # %% auto #0
@@ -155,14 +156,14 @@ def defaults_table(kinds=('shapes',) # model kinds whose shipped calibration is 
     "Per method with a calibrated parameter: the authors' value (the piece's default: what SD 1.5, SDXL and any model without a file run) and each model's calibrated one."
     ms, fmt = methods(), lambda v: '–' if v is None else f'{v:g}' if isinstance(v, float) else str(v)
     cals = {k: (shipped_calibration(k) or {}).get('calibration', {}) for k in kinds}
-    rows = ['| method | parameter | authors (SD 1.5, SDXL) | ' + ' | '.join(f'{k} (calibrated)' for k in kinds) + ' |', '|---|---|---|' + '---|' * len(kinds)]
+    rows = []
     for n, m in ms.items():
         g = m.grid or (ms[m.inherits].grid if m.inherits in ms else None)
         if g is None: continue
         piece, param, _ = g
         cells = [fmt(calibrated(n, None, c).get(piece, {}).get(param)) + (f' (as `{m.inherits}`)' if n not in c and m.inherits in c else '') for c in cals.values()]
-        rows.append(f"| `{n}` | `{piece}.{param}` | {fmt(_described(preset(n, None)[1], piece, param))} | " + ' | '.join(cells) + ' |')
-    return '\n'.join(rows)
+        rows.append([f'`{n}`', f'`{piece}.{param}`', fmt(_described(preset(n, None)[1], piece, param)), *cells])
+    return pipe_table(['method', 'parameter', 'authors (SD 1.5, SDXL)', *(f'{k} (calibrated)' for k in kinds)], rows)
 
 # %% ../../nbs/09a_registry.ipynb #ccccddef
 def run_seams(pipe, # the pipeline (model-calibrated defaults of the preset)
@@ -210,10 +211,9 @@ def tagged(tag:str # a study or command, e.g. 'bench', 'calibrate', 'ablation', 
 def method_table(names=None # which methods (default: all, in menu order)
                 )->str: # Markdown
     "The methods as a Markdown table: name, label, the studies they take part in by default, and what calibration sweeps."
-    ms, cell = methods(), lambda s: str(s).replace('|', '\\|')
-    rows = ['| method | what it is | tags | calibrated |', '|---|---|---|---|']
+    ms, rows = methods(), []
     for n in (ms if names is None else names):
         m, g = ms[check_method(n)], ms[n].grid
         cal = f"`{g[0]}.{g[1]}` over {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in g[2])}" if g else f"as `{m.inherits}`" if m.inherits else ''
-        rows.append(f"| `{n}` | {cell(m.label)} | {', '.join(m.tags)} | {cell(cal)} |")
-    return '\n'.join(rows)
+        rows.append([f'`{n}`', m.label, ', '.join(m.tags), cal])
+    return pipe_table(['method', 'what it is', 'tags', 'calibrated'], rows)

@@ -8,6 +8,7 @@ import json, math
 from pathlib import Path
 import numpy as np
 from ..core.metrics import coco_ap, APResampler, resample_indices, percentile_interval, bootstrap_interval
+from ..core.tables import pipe_table
 from ..guidance import registry
 
 # %% auto #0
@@ -125,7 +126,7 @@ def markdown_table(recs:list, # dicts with the same keys
     if not recs: return '(no rows)'
     keys = list(dict.fromkeys(k for r in recs for k in r))          # rows may lack a key (a split value AEF has not): left blank
     fmt = lambda v: '' if v is None else f'{v:.{digits}f}' if isinstance(v, float) else label(v) if isinstance(v, str) else str(v)
-    return '\n'.join(['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)] + ['| ' + ' | '.join(fmt(r.get(k)) for k in keys) + ' |' for r in recs])
+    return pipe_table(keys, [[fmt(r.get(k)) for k in keys] for r in recs])
 
 # %% ../../nbs/20_ablation.ipynb #4700dcf6
 def paired_intervals(rows:list, # bench rows of one regime
@@ -279,12 +280,11 @@ def readings_summary(readings:dict, # regime -> dict(table=`readings_table`, int
             cells.setdefault(name, {})[r] = val + (f" ({f(iv['diff'])} [{f(iv['lo'])}, {f(iv['hi'])}])" if iv else '')
             order[name] = (list(KL_READINGS).index(t['Guidance.kl']) if t.get('Guidance.kl') in KL_READINGS else len(KL_READINGS), t.get('Guidance.lam') or 0)
             bases.add(reading_name(t['method'], PAPER_READING))
-    head = f"| {label(swept)}, reading of ρ | " + ' | '.join(f"{r} (n={readings[r]['table'][0]['n']})" for r in regimes) + ' |'
-    lines = [head, '|---|' + '---|' * len(regimes)]
+    rows = []
     for name, row in sorted(cells.items(), key=lambda kv: order[kv[0]]):
         point = name.split(' ', 1)[1].replace('lam=', 'λ=') + (' (paper)' if name in bases else '')
-        lines.append(f"| {point} | " + ' | '.join(row.get(r, '') for r in regimes) + ' |')
-    return '\n'.join(lines)
+        rows.append([point, *(row.get(r, '') for r in regimes)])
+    return pipe_table([f"{label(swept)}, reading of ρ", *(f"{r} (n={readings[r]['table'][0]['n']})" for r in regimes)], rows)
 
 # %% ../../nbs/20_ablation.ipynb #d2b17734
 def study_methods()->list:
@@ -378,12 +378,10 @@ def readme_tables(reports:dict, # regime -> `regime_report` (without rows), e.g.
     tabs = {r: {x['method']: x for x in reports[r]['table']} for r in regimes}
     methods = [m for m in table_methods() if any(m in t for t in tabs.values())]
     cell = lambda x: f"{x['mean_iou']:.2f} / {x['AP50']:.1f}" if x else '–'
-    head = '| method | ' + ' | '.join(f'{r} (n={max(x["n"] for x in tabs[r].values())})' for r in regimes) + ' |'
-    lines = [head, '|' + '---|' * (len(regimes) + 1)]
-    lines += [f"| {label(m)} | " + ' | '.join(cell(tabs[r].get(m)) for r in regimes) + ' |' for m in methods]
+    results = pipe_table(['method', *(f'{r} (n={max(x["n"] for x in tabs[r].values())})' for r in regimes)],
+                         [[label(m), *(cell(tabs[r].get(m)) for r in regimes)] for m in methods])
     ver = {r: {v['claim']: v for v in reports[r]['verdicts'] if v['measure'] == 'AP50'} for r in regimes}
     claims = list(dict.fromkeys(c for r in regimes for c in ver[r]))
     vcell = lambda v: f"{v['verdict']}: {v['diff']:+.1f} [{v['lo']:+.1f}, {v['hi']:+.1f}]" if v else '–'
-    lines2 = ['| paper (AP50 on COCO) | ' + ' | '.join(regimes) + ' |', '|' + '---|' * (len(regimes) + 1)]
-    lines2 += [f"| {c} | " + ' | '.join(vcell(ver[r].get(c)) for r in regimes) + ' |' for c in claims]
-    return '\n'.join(lines) + '\n\n' + '\n'.join(lines2)
+    verdicts = pipe_table(['paper (AP50 on COCO)', *regimes], [[c, *(vcell(ver[r].get(c)) for r in regimes)] for c in claims])
+    return results + '\n\n' + verdicts

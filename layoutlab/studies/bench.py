@@ -18,6 +18,7 @@ from ..guidance import registry
 from ..guidance.pieces import parameters, with_params
 from ..shapes.world import scene, detect
 from ..core.metrics import layout_iou, presence, box_iou
+from ..core.tables import pipe_table
 
 # %% auto #0
 __all__ = ['REGIMES', 'SPLIT_NAMES', 'PUBLISHED', 'away_boxes', 'near_boxes', 'box_sides', 'regime_boxes', 'unguided_layout',
@@ -168,9 +169,8 @@ def summarize(rows:list)->list:
 
 def table(summary:list)->str:
     "The summary as a markdown table."
-    lines = ['| method | n | mean IoU | ± s.e. | recall | spurious/img | s/image |', '|---|---|---|---|---|---|---|']
-    lines += [f"| {s['method']} | {s['n']} | {s['mean_iou']:.3f} | {s['iou_se']:.3f} | {s['recall']:.2f} | {s['spurious']:.2f} | {s['seconds']:.2f} |" for s in summary]
-    return '\n'.join(lines)
+    rows = [[s['method'], s['n'], f"{s['mean_iou']:.3f}", f"{s['iou_se']:.3f}", f"{s['recall']:.2f}", f"{s['spurious']:.2f}", f"{s['seconds']:.2f}"] for s in summary]
+    return pipe_table(['method', 'n', 'mean IoU', '± s.e.', 'recall', 'spurious/img', 's/image'], rows)
 
 # %% ../../nbs/19_bench.ipynb #574c63ff
 def bench_methods()->list: # the registry's methods tagged `bench`, in menu order
@@ -588,11 +588,11 @@ def _disjoint(seed0, n, cseed0, cn):
 
 def calibration_table(report:dict)->str:
     "A calibration report as markdown: mean IoU per value, the chosen one in bold, edges flagged."
-    lines = ['| method | parameter | n | mean IoU per value | best | at grid edge |', '|---|---|---|---|---|---|']
+    rows = []
     for m, r in report.items():
         cells = ', '.join((f"**{v:g}: {i:.3f}**" if v == r['best'] else f"{v:g}: {i:.3f}") for v, i in zip(r['values'], r['mean_iou']))
-        lines.append(f"| {m} | {r['piece']}.{r['param']} | {r['n']} | {cells} | {r['best']:g} | {'EDGE' if r['edge'] else ''} |")
-    return '\n'.join(lines)
+        rows.append([m, f"{r['piece']}.{r['param']}", r['n'], cells, f"{r['best']:g}", 'EDGE' if r['edge'] else ''])
+    return pipe_table(['method', 'parameter', 'n', 'mean IoU per value', 'best', 'at grid edge'], rows)
 
 def _finish(failed, stream):
     if failed:

@@ -8,6 +8,7 @@ import json, math, platform, resource, statistics, tempfile, time
 from contextlib import contextmanager
 from pathlib import Path
 import torch
+from ..core.tables import pipe_table
 
 # %% auto #0
 __all__ = ['RECORDERS', 'PERF_LAYOUT', 'FLOORS', 'perf_methods', 'perf_pipeline', 'reset_peak', 'peak_bytes', 'timed',
@@ -275,16 +276,17 @@ def perf_table(result # what `measure` returned (or its JSON file's path)
             f"(torch {r['torch']}, diffusers {r['diffusers']}); median of {r['repeats']}, interleaved with `pipe()` "
             f"({r['pipe_seconds']:.3f} s, peak {_mb(r['pipe_peak_bytes'])}); seconds are {r.get('clock', 'wall time')}; "
             f"load average {r['load_average'][0]} at start, {r['load_average'][3]} at end.")
-    rows = ['| method | recorder | s | × `pipe()` | × no recorder | UNet passes (fwd b=1 / b=2, bwd) | floor s | measured / floor | peak memory | recording / step | finite |',
-            '|---|---|---|---|---|---|---|---|---|---|---|']
+    rows = []
     for x in r['rows']:
         p = x['passes']
-        rows.append(f"| {x['method']} | {x['recorder']} | {x['seconds']:.3f} | {_x(x['x_pipe'])} | {_x(x['x_no_recorder'])} | "
-                    f"{p['forward_1']} / {p['forward_2']}, {p['backward']} | {x['floor_seconds']:.3f} | {_x(x['x_floor'])} | "
-                    f"{_mb(x['peak_bytes'])} | {_mb(x['bytes_per_step'])} | {'yes' if x['finite'] else '**no**'} |")
+        rows.append([x['method'], x['recorder'], f"{x['seconds']:.3f}", _x(x['x_pipe']), _x(x['x_no_recorder']),
+                     f"{p['forward_1']} / {p['forward_2']}, {p['backward']}", f"{x['floor_seconds']:.3f}", _x(x['x_floor']),
+                     _mb(x['peak_bytes']), _mb(x['bytes_per_step']), 'yes' if x['finite'] else '**no**'])
+    table = pipe_table(['method', 'recorder', 's', '× `pipe()`', '× no recorder', 'UNet passes (fwd b=1 / b=2, bwd)', 'floor s',
+                        'measured / floor', 'peak memory', 'recording / step', 'finite'], rows)
     u = r['unit_seconds']
     foot = (f"Energy pass (conditional forward + backward through the guidance layers): {u['cond_energy_grad_full']:.4f} s with the "
             f"full forward, {u['cond_energy_grad']:.4f} s stopped after the last energy layer (`attention_forward`): "
             f"{r['early_stop_saving']:.2f}×. One CFG forward {u['cfg_forward']:.4f} s.")
     floors = '\n'.join(f"- {m}: {f}" for m, f in dict.fromkeys((x['method'], x['floor']) for x in r['rows']))   # as the result states them
-    return '\n\n'.join([head, '\n'.join(rows), foot, 'Floors:\n' + floors])
+    return '\n\n'.join([head, table, foot, 'Floors:\n' + floors])

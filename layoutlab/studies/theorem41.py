@@ -19,6 +19,7 @@ from ..guidance.methods import RandomKick, kick_norms
 from .theory import theorem41_report
 from ..shapes.world import scene, detect
 from ..core.metrics import match, box_iou, bootstrap_interval
+from ..core.tables import pipe_table
 
 # %% auto #0
 __all__ = ['REGIMES', 'THEOREM_PIECES', 'PUBLISHED', 'SUMMARY', 'regime_layouts', 'study_conditions', 'kick_source',
@@ -216,14 +217,14 @@ def study_table(rows:list, # from `theorem41_study`
     for regime in dict.fromkeys(r['regime'] for r in rows):
         rs = [r for r in rows if r['regime'] == regime]
         n = len({r['layout'] for r in rs})
-        lines += [f"**{regime}** ({n} layouts)", '', '| condition | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']
+        table = []
         for c in dict.fromkeys(r['condition'] for r in rs):
             cells = []
             for k in names:
                 m, lo, hi = bootstrap_interval([r[k] for r in rs if r['condition'] == c])
                 cells.append('–' if not np.isfinite(m) else f"{m:.3f} [{lo:.3f}, {hi:.3f}]")
-            lines.append(f"| {c} | " + ' | '.join(cells) + ' |')
-        lines.append('')
+            table.append([c, *cells])
+        lines += [f"**{regime}** ({n} layouts)", '', pipe_table(['condition', *names], table), '']
     return '\n'.join(lines)
 
 def paired_differences(rows:list, # from `theorem41_study`
@@ -249,11 +250,11 @@ def differences_table(rows:list # from `theorem41_study`
     d = {s: paired_differences(rows, *s) for s in spec}
     order = study_conditions()
     keys = sorted({k for v in d.values() for k in v}, key=lambda k: (k[0], order.index(k[1]) if k[1] in order else len(order)))
-    lines = ['| regime | condition | ' + ' | '.join(f'{n} − {null}' for n, null in spec) + ' |', '|---' * (len(spec) + 2) + '|']
+    rows = []
     for k in keys:
         cells = [('–' if k not in d[s] or not np.isfinite(d[s][k][0]) else '{:+.3f} [{:+.3f}, {:+.3f}]'.format(*d[s][k])) for s in spec]
-        if any(c != '–' for c in cells): lines.append(f'| {k[0]} | {k[1]} | ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines)
+        if any(c != '–' for c in cells): rows.append([*k, *cells])
+    return pipe_table(['regime', 'condition', *(f'{n} − {null}' for n, null in spec)], rows)
 
 # %% ../../nbs/15a_theorem41_real.ipynb #2310907e
 def study_figure(rows:list # from `theorem41_study`
