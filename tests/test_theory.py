@@ -150,7 +150,9 @@ def test_study_naef_backprop_at_its_calibrated_step(monkeypatch):
     seen = _fake_runs(monkeypatch, 'shipped')
     assert 'Guidance' not in seen['naef_backprop'] and 'Guidance' not in seen['aef_backprop']    # the presets' own values
     assert seen['winwinlay']['Guidance'] == {'score': 'cfg'}
-    assert _fake_runs(monkeypatch, 'published')['naef_backprop']['Guidance'] == {'step_scale': 1.0} == study.PUBLISHED['naef_backprop']['Guidance']
+    seen = _fake_runs(monkeypatch, 'published')
+    assert seen['naef_backprop']['Guidance'] == seen['aef_backprop']['Guidance'] == {'step_scale': 1.0} == study.PUBLISHED['Guidance']
+    assert seen['winwinlay']['Guidance'] == {'score': 'cfg'}
     seen = _fake_runs(monkeypatch, {'calibration': {'naef_backprop': {'Guidance': {'step_scale': 0.1}}}, 'report': {}, 'seed0': 0, 'n': 1})
     assert seen['naef_backprop']['Guidance'] == {'step_scale': 0.1}
     with pytest.raises(ValueError, match="must be 'shipped'"): _fake_runs(monkeypatch, None)

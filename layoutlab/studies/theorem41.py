@@ -58,11 +58,14 @@ def kick_source()->str:
     if not found: raise ValueError(f"no method tagged theorem41 has the factors {THEOREM_PIECES}: the kicks have no norms to take")
     return found[0]
 
-PUBLISHED = {'naef_backprop': {'Guidance': {'step_scale': 1.0}}}  # what the published rows ran that today's presets do not: the step all `Guidance` methods shared before the per-method calibration shipped
+PUBLISHED = {'Guidance': {'step_scale': 1.0}}  # what the published rows ran: the step every backprop condition shared before the per-method calibration shipped
 
 def _per_method(calibration)->dict:
-    "The per-method values a study's `calibration` stands for: 'shipped' none beyond the presets, 'published' `PUBLISHED`, else a `layoutlab calibrate` result's."
-    if isinstance(calibration, str) and calibration in ('shipped', 'published'): return {} if calibration == 'shipped' else PUBLISHED
+    "The per-method values a study's `calibration` stands for: 'shipped' none beyond the presets, 'published' `PUBLISHED` for each backprop condition, else a `layoutlab calibrate` result's."
+    if calibration == 'shipped' and isinstance(calibration, str): return {}
+    if calibration == 'published' and isinstance(calibration, str):
+        ms = methods()
+        return {c: PUBLISHED for c in study_conditions()[:-1] if (ms[c].factors or {}).get('update') == 'backprop'}
     if calibration is None: raise ValueError("calibration must be 'shipped' (the presets), 'published' or a `layoutlab calibrate` file, got None")
     from layoutlab.studies.bench import read_calibration
     return read_calibration(calibration)['calibration']
