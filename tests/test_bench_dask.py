@@ -155,7 +155,7 @@ def test_swept_values_never_name_files_outside_record_and_failures_say_why(tmp_p
 
 def test_a_garbage_line_keeps_the_good_rows(tmp_path):
     "Unclear case: one garbage line among good rows refused the whole resume; the good rows stay, the line is named in one warning, the rest reruns."
-    from layoutlab.studies.bench import _start, Task
+    from layoutlab.studies.tasks import _start, Task
     said = []
     start = lambda: _start('bench', 'tiny-sd15', None, 2, None, 0, 'away', None, tmp_path/'b.json', said.append, methods=['layout_control'])
     _, _, stream, spec = start()

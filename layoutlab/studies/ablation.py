@@ -301,7 +301,8 @@ def study_commands(out='nbs/images', # folder of the result files
                    regimes=('away', 'near', 'random')
                   )->list: # per command: what, argv, runs, cpu_minutes
     "The commands of the ablation study in order, each resumable, with its expected CPU cost."
-    from layoutlab.studies.bench import calibration_grids, cpu_minutes as _cost
+    from layoutlab.studies.calibration import calibration_grids
+    from layoutlab.studies.bench import cpu_minutes as _cost
     out, common = Path(out), ['--workers', str(workers), '--steps', str(steps), '--no-progress']
     calib, study, grids = str(out/'ablation_calib_shapes.json'), study_methods(), calibration_grids()
     ms, read = ','.join(study), paper_order()[0]     # the readings of ρ are the paper's best cell's
@@ -346,7 +347,7 @@ def regime_report(path, # a bench result of one regime, or its list of files (se
 # %% ../../nbs/20_ablation.ipynb #35665c09
 def study_calibration(folder='images')->dict:
     "The calibration the study ran with: `ablation_calib_shapes.json` with each rerun's methods replaced by its own (same layouts); no rows."
-    from layoutlab.studies.bench import read_calibration
+    from layoutlab.studies.calibration import read_calibration
     f = Path(folder)/'ablation_calib_shapes.json'
     cals = [read_calibration(p) for p in [f] + [Path(folder)/f'ablation_calib_{x}_shapes.json' for x in RERUNS] if p.exists()]
     first = cals[0]
