@@ -3,7 +3,7 @@ import json, math
 import numpy as np
 import pytest
 import torch
-import layoutlab.guidance.methods as methods
+import layoutlab.guidance.update as update_mod
 from layoutlab.core.models import tiny_pipeline
 from layoutlab.core.layout import Layout
 from layoutlab.guidance.registry import sample
@@ -33,9 +33,9 @@ def test_loss_guidance_sigma_is_the_authors_by_default():
 
 @pytest.mark.parametrize('reading, sigma', [('authors', lambda a: math.sqrt((1 - a) / a)), ('vp', lambda a: math.sqrt(1 - a))])
 def test_loss_guidance_piece_passes_the_readings_sigma(pipe, monkeypatch, reading, sigma):
-    seen, real = [], methods.loss_guided_eps
+    seen, real = [], update_mod.loss_guided_eps   # the ε update (`LossGuidedEps`) calls it
     def spy(eps, grad, sigma_t, eta): seen.append(sigma_t); return real(eps, grad, sigma_t, eta)
-    monkeypatch.setattr(methods, 'loss_guided_eps', spy)
+    monkeypatch.setattr(update_mod, 'loss_guided_eps', spy)
     lg = LossGuidance(start=0, stop=2, **({} if reading == 'authors' else dict(sigma=reading)))
     sample(pipe, LAY, steps=3, noise_pred=lg, progress=False)
     run_ = run_pipeline(pipe); run_.scheduler.set_timesteps(3)

@@ -136,7 +136,7 @@ def test_override_that_is_not_a_dict(pipe, unet_calls):
 
 @pytest.mark.parametrize('method, over, expected', [
     ('layout_control', dict(Guidance=dict(stepp=1)), "Guidance has no parameter 'stepp' (did you mean 'step_scale'?); its parameters: energy, update,"),
-    ('ilgd', dict(LossGuidance=dict(etta=1.0)), "LossGuidance has no parameter 'etta' (did you mean 'eta'?); its parameters: eta, start, stop, size, sigma"),
+    ('ilgd', dict(LossGuidance=dict(etta=1.0)), "LossGuidance has no parameter 'etta' (did you mean 'eta'?); its parameters: energy, update, start, stop, size, eta, sigma"),
     ('ilgd', dict(Injection=dict(zzz=1)), "Injection has no parameter 'zzz'; its parameters: nu_prime, start, stop, layers")])
 def test_unknown_piece_parameter_names_the_valid_ones(pipe, method, over, expected):
     with pytest.raises(ValueError) as e: sample(pipe, LAY, method, steps=1, progress=False, **over)

@@ -142,6 +142,8 @@ def test_editor_model_cfg_and_parameters(monkeypatch):
     with pytest.raises(ValueError, match='Guidance.threshold must be a number'): ed.options()
     ed.method.value = 'ilgd'
     assert set(ed.options()) == {'Injection', 'LossGuidance'}
+    assert set(ed.options()['LossGuidance']) == {'start', 'stop', 'eta', 'sigma'}       # its parts' parameters too (issue 21)
+    assert ed._fields[('LossGuidance', 'sigma')].options == ('authors', 'vp')          # the update's Literal, a menu
 
 def test_editor_open_bad_files(tmp_path):
     ed = LayoutEditor(image_size=64)

@@ -10,12 +10,13 @@ import torch.nn.functional as F
 from ..core.layout import box_mask
 from dataclasses import dataclass
 from typing import ClassVar, Literal
-from .pieces import check_fields, check_choices, _num
+from .pieces import check_fields, check_choices, _int, _num
 from ..core.attention import grid_size
 
 
 # %% auto #0
-__all__ = ['KL_READINGS', 'resize_masks', 'toy_probs', 'aef', 'box_prior', 'rho_schedule', 'naef', 'ilgd_loss', 'AEF', 'NAEF']
+__all__ = ['KL_READINGS', 'resize_masks', 'toy_probs', 'aef', 'box_prior', 'rho_schedule', 'naef', 'ilgd_loss', 'AEF', 'NAEF',
+           'ILGDLoss']
 
 # %% ../../nbs/05_energy.ipynb #c3edc7ea
 def resize_masks(masks, # bool/float (n, H, W) or (H, W), or a callable (h, w) -> masks
@@ -252,3 +253,16 @@ class NAEF:
         return naef(maps, state.layout.masks, state.tokens, rho=rho_schedule(state.i, guided_steps, self.rho0), lam=self.lam,
                     boxes=state.layout.boxes, aspect=_aspect(state), kl=self.kl)
     def step_values(self, state, guided_steps:int)->dict: return {'rho': rho_schedule(state.i, guided_steps, self.rho0)}
+
+# %% ../../nbs/05_energy.ipynb #36a205ff
+_SIZE = (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_int(1)[0](x) for x in v), 'two integers >= 1')
+
+@dataclass
+class ILGDLoss:
+    "iLGD's loss, as an energy of `LossGuidance` (or `Guidance`): attention outside minus inside each box, `ilgd_loss` of the maps."
+    size:tuple=(16, 16) # common grid of the loss
+    name:ClassVar[str] = 'ilgd_loss'
+    def __post_init__(self): check_fields(self, size=_SIZE)
+    def __call__(self, maps, state, guided_steps:int)->dict:
+        return ilgd_loss(maps, state.layout.masks, state.tokens, size=self.size, aspect=_aspect(state))
+    def step_values(self, state, guided_steps:int)->dict: return {}

@@ -7,12 +7,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal
-from .pieces import check_fields, check_choices, parameters, with_params, check_overrides, _close, _int, _num, _or_none, _NAMES, _LAYERS
+from .pieces import Composed, check_fields, check_choices, parameters, with_params, check_overrides, _close, _int, _num, _or_none, _NAMES, _LAYERS
 import numpy as np
 import torch
 from ..core.attention import guidance_layers, select_layers
-from .energy import ilgd_loss, AEF, NAEF
-from .update import layout_control_stop, grad_norm_map, loss_guided_eps, loss_guidance_sigma, inject_logits, sigma_from_alpha_bar, Backprop, Langevin
+from .energy import ILGDLoss, AEF, NAEF
+from .update import layout_control_stop, grad_norm_map, loss_guided_eps, loss_guidance_sigma, inject_logits, sigma_from_alpha_bar, Backprop, Langevin, LossGuidedEps
 from ..core.loop import predict_noise, attention_forward
 from .registry import Method
 
@@ -25,7 +25,7 @@ __all__ = ['STOP_CODES', 'METHODS', 'Guidance', 'RandomKick', 'kick_norms', 'Inj
 STOP_CODES = {'': 0, 'steps': 0, 'energy': 1, 'iterations': 2, 'done': 3}  # done: stopped for good at an earlier step
 
 @dataclass
-class Guidance:
+class Guidance(Composed):
     "Energy-based guidance of the latent before each denoising step: an energy and an update, iterated."
     energy:object=field(default_factory=AEF) # the energy piece: `AEF()` (Layout-Control), `NAEF(...)` (WinWinLay), or any object with their call
     update:object=field(default_factory=Backprop) # the update piece: `Backprop(...)` (Layout-Control), `Langevin(...)` (WinWinLay's adaptive update), ...
@@ -35,29 +35,10 @@ class Guidance:
     threshold:float|None=0.2 # stop a step once E ≤ threshold (None: always run max_iterations)
     stop_rule:Literal['for_good', 'per_step']='for_good' # after E ≤ threshold: no more guidance in this run ('for_good', Layout-Control's code) or re-evaluate each step ('per_step', ours)
     def __post_init__(self):
-        for part, eg in (('energy', 'AEF() or NAEF()'), ('update', 'Backprop() or Langevin()')):
-            p = getattr(self, part)
-            if isinstance(p, str) or not callable(p): raise ValueError(f"Guidance.{part} must be a piece such as {eg}, got {p!r}")
-        clash = (set(parameters(self.energy)) & set(parameters(self.update))) | ((set(parameters(self.energy)) | set(parameters(self.update))) & set(self._own()))
-        if clash: raise ValueError(f"Guidance: {type(self.energy).__name__} and {type(self.update).__name__} both name parameter(s) {', '.join(sorted(clash))}; rename one")
+        self._check_part('energy', 'AEF() or NAEF()'); self._check_part('update', 'Backprop() or Langevin()', moves='latent'); self._check_clash()
         check_fields(self, layers=_LAYERS, guided_steps=_int(1), max_iterations=_int(1), threshold=_or_none(_num(0)))
         check_choices(self)
-    def _own(self): return [f.name for f in fields(self) if f.name not in ('energy', 'update')]
-    @property
-    def params(self)->dict:
-        "Its parameters, flattened: the energy's and update's names, its own fields, then its parts' parameters."
-        name = lambda p: getattr(p, 'name', type(p).__name__)
-        return {'energy': name(self.energy), 'update': name(self.update), **{k: getattr(self, k) for k in self._own()},
-                **parameters(self.energy), **parameters(self.update)}
-    def with_params(self, **changes):
-        "A new `Guidance` with parameters changed: its own, its energy's or its update's, each where it lives."
-        e, u, own = set(parameters(self.energy)), set(parameters(self.update)), {'energy', 'update', *self._own()}
-        bad = [k for k in changes if k not in e | u | own]
-        if bad: raise ValueError(f"Guidance has no parameter {bad[0]!r}{_close(bad[0], list(self.params))}; its parameters: {', '.join(self.params)}")
-        mine = {k: v for k, v in changes.items() if k in own}
-        energy = with_params(mine.pop('energy', self.energy), **{k: v for k, v in changes.items() if k in e})
-        update = with_params(mine.pop('update', self.update), **{k: v for k, v in changes.items() if k in u})
-        return replace(self, energy=energy, update=update, **mine)
+
 
 # %% ../../nbs/09_methods.ipynb #811ab484
 def _eps_and_maps(g:Guidance, state, z, layers):
@@ -117,7 +98,7 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
             E = self.energy(maps, state, self.guided_steps)
         e = float(E['energy'][0].detach())
         add('energy', e); add('energy_object', E['per_object'][0]); add('inside', E['inside'][0])
-        add('energy_aef', E['aef'][0])
+        if 'aef' in E: add('energy_aef', E['aef'][0])   # an energy without an AEF part (iLGD's loss) logs no split
         if 'kl' in E: add('energy_kl', E['kl'][0])
         if rec: add('guidance_attention', _phrase_attention(maps, state.tokens, hw))
         add('latent_rms', z.detach().norm() / math.sqrt(z.numel()))
@@ -126,13 +107,16 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
             stop = rule
             if rule == 'energy' and self.stop_rule == 'for_good': state.memory[id(self)] = 'done'
             break
-        g_aef = _aef_grad(self, E, z) if rec else None  # the split is for the recording: one backward more under NAEF
+        split = rec and 'aef' in E
+        g_aef = _aef_grad(self, E, z) if split else None  # the split is for the recording: one backward more under NAEF
         grad, = torch.autograd.grad(E['total'], z)
         if g_aef is None: g_aef = grad
-        if rec: add('grad_norm', grad.norm()); add('grad_map', grad_norm_map(grad)[0]); _log_split(add, g_aef, grad - g_aef)  # ∇AEF, ∇(ρ·KL) (zero for AEF)
+        if rec: add('grad_norm', grad.norm()); add('grad_map', grad_norm_map(grad)[0])
+        if split: _log_split(add, g_aef, grad - g_aef)  # ∇AEF, ∇(ρ·KL) (zero for AEF)
         z_prev = z.detach()
         z = self.update(z.detach(), grad, None if eps is None else eps.detach(), state, add)
-        if rec: add('update_norm', (z - z_prev).norm()); add('aef_first_order', (g_aef * (z - z_prev)).sum())
+        if rec: add('update_norm', (z - z_prev).norm())
+        if split: add('aef_first_order', (g_aef * (z - z_prev)).sum())
     dims = {'energy_object': ('object',), 'inside': ('object',), 'energy_aef': ('object',), 'energy_kl': ('object',),
             'grad_map': ('lat_y', 'lat_x'), 'guidance_attention': ('object', 'att_y', 'att_x')}
     for k, vs in logs.items():
@@ -210,27 +194,37 @@ def _match(name, pattern):
 def _first(state): return next(iter(state.capture.layers))
 
 # %% ../../nbs/09_methods.ipynb #8bc6dc79
-@dataclass
-class LossGuidance:
-    "iLGD's loss guidance on the noise prediction, through the step's own CFG pass."
-    eta:float=0.32 # strength η
+@dataclass(init=False)
+class LossGuidance(Composed):
+    "Loss guidance on the noise prediction through the step's own CFG pass: the gradient of an energy on z_t moves ε (iLGD)."
+    energy:object=field(default_factory=ILGDLoss) # the energy whose gradient guides: `ILGDLoss(...)` (iLGD), or any energy of `Guidance` (`AEF()`, `NAEF(...)`)
+    update:object=field(default_factory=LossGuidedEps) # the update of the noise prediction: `LossGuidedEps(...)` (iLGD's ε̂ = ε + η σ_t ∇L)
     start:int=1 # first guided step (the authors' code skips step 0)
     stop:int=25 # guide steps start .. stop-1 (authors: 1–24 of 50)
-    size:tuple=(16, 16) # common grid of the loss
-    sigma:Literal['authors', 'vp']='authors' # σ_t reading: 'authors' (∇_z L × √((1−ᾱ)/ᾱ), public code) or 'vp' (× √(1−ᾱ), ours), see `loss_guidance_sigma`
-    def __post_init__(self):
-        check_choices(self); check_fields(self, eta=_num(0), start=_int(0), size=(lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_int(1)[0](x) for x in v), 'two integers >= 1'))
-        check_fields(self, stop=_int(self.start + 1))  # at least one guided step
+    def __init__(self, energy=None, update=None, start:int=1, stop:int=25,
+                 **params # for short, the parts' parameters by name: `LossGuidance(eta=1.0)` is `LossGuidance(update=LossGuidedEps(eta=1.0))`
+                ):
+        self.energy, self.update = ILGDLoss() if energy is None else energy, LossGuidedEps() if update is None else update
+        self.start, self.stop = start, stop
+        self._check_part('energy', 'ILGDLoss() or AEF()'); self._check_part('update', 'LossGuidedEps()', moves='eps'); self._check_clash()
+        check_fields(self, start=_int(0)); check_fields(self, stop=_int(self.start + 1))  # at least one guided step
+        if params: g = self.with_params(**params); self.energy, self.update = g.energy, g.update
+    def __getattr__(self, name):
+        "A part's parameter read on the whole, as before the split (`LossGuidance().sigma`)."
+        if name.startswith('_') or name in ('energy', 'update'): raise AttributeError(name)
+        for p in (self.energy, self.update):
+            if name in parameters(p): return getattr(p, name)
+        raise AttributeError(f"'LossGuidance' object has no attribute {name!r}")
     def wants_grad(self, state): return self.start <= state.i < self.stop and bool(state.layout.objects)
     def __call__(self, state, eps):
         if not self.wants_grad(state): return eps
         maps = {k: v[v.shape[0]//2:] for k, v in state.capture.maps.items() if k.endswith('attn2')}
-        L = ilgd_loss(maps, state.layout.masks, state.tokens, size=self.size,
-                      aspect=state.latents.shape[-1] / state.latents.shape[-2])
+        L = self.energy(maps, state, self.stop)
         grad, = torch.autograd.grad(L['total'], state.z_in)
         state.log('loss', L['energy'][0]); state.log('grad_norm_loss', grad.norm())
         state.log('loss_object', L['per_object'][0], ('object',))
-        return loss_guided_eps(eps.detach(), grad, loss_guidance_sigma(state.alpha_bar, self.sigma), self.eta)
+        for k, v in self.energy.step_values(state, self.stop).items(): state.log(k, v)
+        return self.update(eps.detach(), grad, state)
 
 # %% ../../nbs/09_methods.ipynb #7adff8fc
 from .registry import sample

@@ -10,7 +10,7 @@ from typing import Literal
 
 # %% auto #0
 __all__ = ['check_fields', 'choices', 'check_choices', 'parameters', 'with_params', 'check_overrides', 'param_docs',
-           'param_choices']
+           'param_choices', 'Composed']
 
 # %% ../../nbs/04b_pieces.ipynb #e5d6e7f8
 import numbers
@@ -98,3 +98,38 @@ def param_choices(piece # a piece
     "The fixed choices of a piece's parameters, as menus offer them."
     return {f.name: choices(p, f.name) for p in _parts(piece) for f in fields(p) if choices(p, f.name) is not None}
 
+
+# %% ../../nbs/04b_pieces.ipynb #d59212cd
+_MOVES = {'latent': 'the latent z_t', 'eps': 'the noise prediction ε'}
+
+class Composed:
+    "What a piece made of an `energy` and an `update` (dataclass fields of those names) shares: its parameters, flattened, and their routing."
+    def _own(self): return [f.name for f in fields(self) if f.name not in ('energy', 'update')]
+    def _check_part(self, part:str, eg:str, moves:str|None=None):
+        "A ValueError unless `part` is a piece (callable, not a name) that moves what `moves` says (None: anything)."
+        p, me = getattr(self, part), type(self).__name__
+        if isinstance(p, str) or not callable(p): raise ValueError(f"{me}.{part} must be a piece such as {eg}, got {p!r}")
+        got = getattr(p, 'moves', 'latent')
+        if moves is not None and got != moves:
+            raise ValueError(f"{me}.{part}: {type(p).__name__} moves {_MOVES.get(got, got)}, but {me} takes an update of "
+                             f"{_MOVES[moves]}, such as {eg}")
+    def _check_clash(self):
+        "A ValueError when a parameter name lives in two places (the energy, the update, the piece itself)."
+        e, u = set(parameters(self.energy)), set(parameters(self.update))
+        clash = (e & u) | ((e | u) & set(self._own()))
+        if clash: raise ValueError(f"{type(self).__name__}: {type(self.energy).__name__} and {type(self.update).__name__} both name parameter(s) {', '.join(sorted(clash))}; rename one")
+    @property
+    def params(self)->dict:
+        "Its parameters, flattened: the energy's and update's names, its own fields, then its parts' parameters."
+        name = lambda p: getattr(p, 'name', type(p).__name__)
+        return {'energy': name(self.energy), 'update': name(self.update), **{k: getattr(self, k) for k in self._own()},
+                **parameters(self.energy), **parameters(self.update)}
+    def with_params(self, **changes):
+        "A new piece with parameters changed: its own, its energy's or its update's, each where it lives."
+        e, u, own = set(parameters(self.energy)), set(parameters(self.update)), {'energy', 'update', *self._own()}
+        bad = [k for k in changes if k not in e | u | own]
+        if bad: raise ValueError(f"{type(self).__name__} has no parameter {bad[0]!r}{_close(bad[0], list(self.params))}; its parameters: {', '.join(self.params)}")
+        mine = {k: v for k, v in changes.items() if k in own}
+        energy = with_params(mine.pop('energy', self.energy), **{k: v for k, v in changes.items() if k in e})
+        update = with_params(mine.pop('update', self.update), **{k: v for k, v in changes.items() if k in u})
+        return replace(self, energy=energy, update=update, **mine)

@@ -17,7 +17,7 @@ from .pieces import check_fields, check_choices, _num
 # %% auto #0
 __all__ = ['sigma_from_alpha_bar', 'alpha_bar_from_sigma', 'sd_alpha_bars', 'backprop_step', 'layout_control_step_size',
            'layout_control_stop', 'grad_norm_map', 'langevin_step', 'loss_guided_eps', 'loss_guidance_sigma',
-           'injection_weight', 'inject_logits', 'Backprop', 'Langevin']
+           'injection_weight', 'inject_logits', 'Backprop', 'Langevin', 'LossGuidedEps']
 
 # %% ../../nbs/06_update.ipynb #e98d7896
 def sigma_from_alpha_bar(alpha_bar_t # ᾱ_t of the timestep (float or tensor)
@@ -174,6 +174,7 @@ class Backprop:
     scale:float=30.0 # Layout-Control's loss scale in the step size
     step_scale:float=1.0 # calibration multiplier of the step size
     name:ClassVar[str] = 'backprop'
+    moves:ClassVar[str] = 'latent'   # an update of the latent, for `Guidance`
     score:ClassVar = None   # the update needs no noise prediction
     def __post_init__(self): check_fields(self, scale=_num(0, above=True), step_scale=_num(0, above=True))
     def __call__(self, z, grad, eps, state, add):
@@ -188,8 +189,21 @@ class Langevin:
     xi_norm:Literal['target', 'score']='target' # ξ from ‖s − ν∇E‖ ('target') or ‖s‖ ('score')
     score:Literal['cond', 'uncond', 'cfg']='cond' # the score's noise prediction: ε_c ('cond', default), ε_u ('uncond') or the CFG-combined ε ('cfg', our earlier reading)
     name:ClassVar[str] = 'langevin'
+    moves:ClassVar[str] = 'latent'
     def __post_init__(self): check_fields(self, r=_num(0, above=True)); check_choices(self)
     def __call__(self, z, grad, eps, state, add):
         z, info = langevin_step(z, eps, grad, state.alpha_bar, r=self.r, generator=state.generator, xi_norm=self.xi_norm)
         for k in ('nu', 'xi', 'score_norm'): add(k, info[k][0])
         return z
+
+# %% ../../nbs/06_update.ipynb #f81f9ebf
+@dataclass
+class LossGuidedEps:
+    "iLGD's update, as `LossGuidance`'s update: ε̂ = ε + η σ_t ∇L, the noise prediction moved along the energy's gradient."
+    eta:float=0.32 # strength η
+    sigma:Literal['authors', 'vp']='authors' # σ_t reading: 'authors' (∇_z L × √((1−ᾱ)/ᾱ), public code) or 'vp' (× √(1−ᾱ), ours), see `loss_guidance_sigma`
+    name:ClassVar[str] = 'loss_guided_eps'
+    moves:ClassVar[str] = 'eps'   # an update of the noise prediction, for `LossGuidance`
+    def __post_init__(self): check_choices(self); check_fields(self, eta=_num(0))
+    def __call__(self, eps, grad, state)->torch.Tensor:
+        return loss_guided_eps(eps, grad, loss_guidance_sigma(state.alpha_bar, self.sigma), self.eta)
