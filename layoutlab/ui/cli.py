@@ -453,7 +453,7 @@ def calibrate(model:str=typer.Option("shapes", help="model"),
               device:str=typer.Option(None, help="torch device of the workers"),
               progress:bool=typer.Option(True, help="progress bar over tasks")):
     "Calibrate each method's step parameter on its own grid, on layouts disjoint from the benchmark's; a best value at a grid edge is flagged."
-    from layoutlab.studies.calibration import run_calibration
+    from layoutlab.studies.bench import run_calibration
     _run_on_dask(run_calibration, out, model=model, n=n, methods=[m for m in methods.split(',') if m] or None, seed0=seed0, regime=regime,
                  objects=_objects(objects), steps=steps, workers=workers, scheduler=scheduler, device=device, progress=progress)
 
