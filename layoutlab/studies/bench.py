@@ -237,7 +237,7 @@ def _calibrate(client, stream, spec, n, methods, **kw)->tuple:
     return [stream.done[t.key] for t in tasks if t.key in stream.done], failed
 
 def run_calibration(model:str='shapes', # a `load_pipeline` name
-                    n:int=12, # calibration layouts
+                    n:int=30, # calibration layouts (the shipped calibration: 30)
                     methods=None, # presets to calibrate (default: those tagged `calibrate`; a method that inherits another's values is not)
                     seed0:int=30_000_000, # seed of layout 0: keep it disjoint from the evaluated seeds (bench: 20_000_000 on)
                     regime:str='random', # layout regime of the calibration layouts
