@@ -21,7 +21,7 @@ def _grid(name):
 def test_the_shipped_file_is_a_calibration_of_disjoint_layouts():
     cal = shipped_calibration('shapes')
     assert cal is not None, f"no calibration shipped in {CALIBRATIONS}"
-    assert cal['n'] >= 12 and cal['regime'] in ('away', 'near', 'random')
+    assert cal['n'] >= 30 and cal['regime'] in ('away', 'near', 'random')
     assert not set(range(cal['seed0'], cal['seed0'] + cal['n'])) & set(BENCH_SEEDS)
     assert set(cal['calibration']) == set(tagged('calibrate'))        # every calibrated method has its value
     for m, r in cal['report'].items():

@@ -458,9 +458,11 @@ def load_tokenizer(name_or_path:str # as for `load_pipeline`
 # %% ../../nbs/01_models.ipynb #b2e3f4a5
 MODEL_DEFAULTS = {'shapes': {'cfg': 5.0}}  # per model kind: its classifier-free guidance scale (methods' values: the shipped calibration)
 
-def model_kind(pipe)->str:
-    "'shapes' for the bundled ShapesSD model, else 'sd'."
+def model_kind(pipe # a pipeline, or a `load_pipeline` name or folder
+              )->str:
+    "'shapes' for the bundled ShapesSD model (the pipeline, its name or its folder), else 'sd'."
     from pathlib import Path
-    p = str(getattr(pipe, 'name_or_path', '') or '')
+    if isinstance(pipe, str) and pipe == 'shapes': return 'shapes'
+    p = str(pipe if isinstance(pipe, (str, Path)) else getattr(pipe, 'name_or_path', '') or '')
     return 'shapes' if p and Path(p).resolve() == (ASSETS/'shapes').resolve() else 'sd'
 

@@ -16,7 +16,8 @@ __all__ = ['SPLIT', 'PAPER_READING', 'REGIME_FILES', 'RERUNS', 'read_result', 'm
            'table_methods', 'partner', 'study_contrasts', 'label', 'by_method', 'truths', 'ap_of', 'ablation_table',
            'markdown_table', 'paired_intervals', 'verdict', 'ordering_verdicts', 'split_table', 'split_figure',
            'readings_table', 'reading_name', 'readings_intervals', 'readings_summary', 'study_methods',
-           'study_commands', 'result_files', 'regime_report', 'study_calibration', 'ship_calibration', 'readme_tables']
+           'study_commands', 'result_files', 'regime_report', 'study_calibration', 'ran_with', 'ship_calibration',
+           'readme_tables']
 
 # %% ../../nbs/20_ablation.ipynb #dc2a4a54
 def read_result(path # a bench/sweep summary `.json`, its `.jsonl` row stream, its `.nc` Dataset, or a list of them (see `merge_rows`)
@@ -295,14 +296,13 @@ def study_commands(out='nbs/images', # folder of the result files
                    workers:int=2, # worker processes per command
                    steps:int=50, # DDIM steps
                    n:int=100, # layouts per regime
-                   n_calib:int=12, # calibration layouts ('random' regime, seeds from 30 000 000)
+                   n_calib:int=30, # calibration layouts ('random' regime, seeds from 30 000 000)
                    n_objects:int=40, # layouts of the 3–4-object set
                    n_readings:int=40, # layouts of each readings sweep
                    regimes=('away', 'near', 'random')
                   )->list: # per command: what, argv, runs, cpu_minutes
     "The commands of the ablation study in order, each resumable, with its expected CPU cost."
-    from layoutlab.studies.calibration import calibration_grids
-    from layoutlab.studies.bench import cpu_minutes as _cost
+    from layoutlab.studies.calibration import calibration_grids, cpu_minutes as _cost
     out, common = Path(out), ['--workers', str(workers), '--steps', str(steps), '--no-progress']
     calib, study, grids = str(out/'ablation_calib_shapes.json'), study_methods(), calibration_grids()
     ms, read = ','.join(study), paper_order()[0]     # the readings of ρ are the paper's best cell's
@@ -328,7 +328,7 @@ def study_commands(out='nbs/images', # folder of the result files
 
 # %% ../../nbs/20_ablation.ipynb #af2d7a1d
 REGIME_FILES = ('away', 'near', 'random', 'random34')  # ablation_{name}_shapes.json in the images folder
-RERUNS = ('nbp',)  # ablation_{name}_{rerun}_shapes.json: methods rerun on the same layouts with a later calibration, replacing the first file's rows
+RERUNS = ('nbp', 'c30')  # ablation_{name}_{rerun}_shapes.json, in order: methods rerun on the same layouts with a later calibration, replacing earlier files' rows
 
 def result_files(folder='images')->dict:
     "The ablation result files present: regime name -> [its file, then its reruns]."
@@ -349,16 +349,26 @@ def study_calibration(folder='images')->dict:
     "The calibration the study ran with: `ablation_calib_shapes.json` with each rerun's methods replaced by its own (same layouts); no rows."
     from layoutlab.studies.calibration import read_calibration
     f = Path(folder)/'ablation_calib_shapes.json'
-    cals = [read_calibration(p) for p in [f] + [Path(folder)/f'ablation_calib_{x}_shapes.json' for x in RERUNS] if p.exists()]
+    files = [(x, Path(folder)/f'ablation_calib{"_" + x if x else ""}_shapes.json') for x in ('', *RERUNS)]
+    names, cals = zip(*[(p.name, read_calibration(p)) for x, p in files if p.exists()])
     first = cals[0]
     if any((c['seed0'], c['n'], c['regime']) != (first['seed0'], first['n'], first['regime']) for c in cals):
         raise ValueError(f"the calibration reruns in {folder} are not on the layouts of {f.name}")
     res = {k: first[k] for k in ('seed0', 'n', 'regime', 'objects')}
     res['calibration'] = {m: v for c in cals for m, v in c['calibration'].items()}
     res['report'] = {m: v for c in cals for m, v in c['report'].items()}
-    res['sources'] = [dict(file=f'ablation_calib{"_" + x if x else ""}_shapes.json', methods=list(c['calibration']), config=c['config'])
-                      for x, c in zip(['', *RERUNS], cals)]
+    res['sources'] = [dict(file=n, methods=list(c['calibration']), config=c['config']) for n, c in zip(names, cals)]
     return res
+
+def ran_with(paths # a regime's result files, earliest first (a value of `result_files`)
+            )->dict: # method -> {piece: {param: value}}, from the file whose rows `read_result` keeps
+    "The calibrated values each method's rows of a regime were run with (the config of the last file that has the method)."
+    out = {}
+    for p in paths:
+        d = json.loads(Path(p).read_text())
+        ms = {r['method'] for r in d['rows'] if not str(r.get('key', '')).startswith('calib-')} - {'none'}
+        out.update({m: d['config']['calibration'][m] for m in ms if m in (d['config'].get('calibration') or {})})
+    return out
 
 def ship_calibration(folder='images', # the study's result files
                      out=None # where to write (default: ShapesSD's shipped file, `registry.CALIBRATIONS/'shapes.json'`)

@@ -5,37 +5,36 @@
 # %% ../../nbs/19_bench.ipynb #1e06c970
 from __future__ import annotations
 import json, itertools
-from dataclasses import fields
 import numpy as np
 from ..core.layout import Layout
 from ..guidance.registry import sample, preset, method_names
 from ..core.loop import default_cfg
+from ..core.models import model_kind
 from ..guidance import registry
 from ..guidance.pieces import parameters, with_params
-from .regimes import REGIMES, away_boxes, near_boxes, box_sides, regime_boxes, unguided_layout
-from .regimes import bench_layouts, layout_objects, layout_at, run_method, summarize, table
-from .tasks import BenchError, Task, worker_pipeline, layout_task, method_task, SPLIT_NAMES
+from .regimes import REGIMES, away_boxes, near_boxes, box_sides, regime_boxes, layout_objects, summarize, table
+from .regimes import BenchError
+from .tasks import unguided_layout, bench_layouts, layout_at, run_method, Task, worker_pipeline, layout_task, method_task, SPLIT_NAMES
 from .tasks import split_summary, read_rows, RowStream, dask_client, run_tasks, results_dataset
 from .tasks import open_recordings, _check, _start, _probe, _layouts, _layout_row, _finish, _public
 from .tasks import _write_json, _write_dataset
 from .calibration import sweeps_of, calibration_grids, calibration_report, calibrated_values
 from .calibration import method_overrides, best_values, calibration_table, read_calibration
-from .calibration import run_calibration, _calibrate, _disjoint
+from .calibration import cpu_minutes, _disjoint
 _all_ = ['REGIMES', 'away_boxes', 'near_boxes', 'box_sides', 'regime_boxes', 'unguided_layout', 'bench_layouts',
          'layout_objects', 'layout_at', 'run_method', 'summarize', 'table', 'BenchError', 'Task', 'worker_pipeline',
          'layout_task', 'method_task', 'SPLIT_NAMES', 'split_summary', 'read_rows', 'RowStream', 'dask_client',
          'run_tasks', 'results_dataset', 'open_recordings', 'sweeps_of', 'calibration_grids', 'calibration_report',
-         'calibrated_values', 'method_overrides', 'best_values', 'calibration_table', 'read_calibration',
-         'run_calibration']   # what `layoutlab.studies.bench` offered before it was split: still importable from here
+         'calibrated_values', 'method_overrides', 'best_values', 'calibration_table', 'read_calibration']   # what `layoutlab.studies.bench` offered before it was split: still importable from here
 
 # %% auto #0
-__all__ = ['PUBLISHED', 'bench_methods', 'cpu_minutes', 'bench_plan', 'plan_line', 'run_benchmark', 'parse_param', 'run_sweep',
-           'method_figure', 'inner_iteration_report', 'calibration_figure', 'REGIMES', 'away_boxes', 'near_boxes',
-           'box_sides', 'regime_boxes', 'unguided_layout', 'bench_layouts', 'layout_objects', 'layout_at', 'run_method',
-           'summarize', 'table', 'BenchError', 'Task', 'worker_pipeline', 'layout_task', 'method_task', 'SPLIT_NAMES',
-           'split_summary', 'read_rows', 'RowStream', 'dask_client', 'run_tasks', 'results_dataset', 'open_recordings',
-           'sweeps_of', 'calibration_grids', 'calibration_report', 'calibrated_values', 'method_overrides',
-           'best_values', 'calibration_table', 'read_calibration', 'run_calibration']
+__all__ = ['PUBLISHED', 'bench_methods', 'bench_plan', 'plan_line', 'run_benchmark', 'parse_param', 'run_sweep',
+           'run_calibration', 'method_figure', 'inner_iteration_report', 'calibration_figure', 'REGIMES', 'away_boxes',
+           'near_boxes', 'box_sides', 'regime_boxes', 'unguided_layout', 'bench_layouts', 'layout_objects', 'layout_at',
+           'run_method', 'summarize', 'table', 'BenchError', 'Task', 'worker_pipeline', 'layout_task', 'method_task',
+           'SPLIT_NAMES', 'split_summary', 'read_rows', 'RowStream', 'dask_client', 'run_tasks', 'results_dataset',
+           'open_recordings', 'sweeps_of', 'calibration_grids', 'calibration_report', 'calibrated_values',
+           'method_overrides', 'best_values', 'calibration_table', 'read_calibration']
 
 # %% ../../nbs/19_bench.ipynb #574c63ff
 def bench_methods()->list: # the registry's methods tagged `bench`, in menu order
@@ -43,13 +42,6 @@ def bench_methods()->list: # the registry's methods tagged `bench`, in menu orde
     return [m for m in registry.tagged('bench') if m != 'none']
 
 # %% ../../nbs/19_bench.ipynb #b2d7c043
-def cpu_minutes(runs:dict, # method -> number of runs
-                steps:int=50 # DDIM steps of each run
-               )->float: # the estimated CPU-minutes of these runs
-    "CPU-minutes of runs, each priced at its method's `Method.seconds` (scaled by the steps; a name the registry lacks: that field's default)."
-    ms, default = registry.methods(), next(f.default for f in fields(registry.Method) if f.name == 'seconds')
-    return sum(k * (ms[m].seconds if m in ms else default) for m, k in runs.items()) * steps / 50 / 60
-
 def bench_plan(n:int, # benchmark layouts
                n_sweep:int, # calibration layouts (0: a calibration file or none)
                methods:list, # guided methods
@@ -98,7 +90,7 @@ def run_benchmark(model:str='shapes', # a `load_pipeline` name
     objects = objects if isinstance(objects, (int, np.integer)) else tuple(objects)
     _check(n=n, n_sweep=n_sweep, steps=steps, workers=workers, methods=methods, regime=regime, objects=objects)
     per_method, report = {}, {}
-    if calibration is None and not n_sweep: calibration = registry.shipped_calibration('shapes' if model == 'shapes' else 'sd')
+    if calibration is None and not n_sweep: calibration = registry.shipped_calibration(model_kind(model))
     if calibration is not None:
         if n_sweep: raise BenchError("give either a calibration file or --sweep-n, not both")
         cal = read_calibration(calibration)
@@ -204,7 +196,7 @@ def run_sweep(model:str='shapes', # a `load_pipeline` name
     objects = objects if isinstance(objects, (int, np.integer)) else tuple(objects)
     _check(n=n, steps=steps, workers=workers, methods=methods, regime=regime, objects=objects)
     per_method = {}
-    if calibration is None and overrides is None: calibration = registry.shipped_calibration('shapes' if model == 'shapes' else 'sd')
+    if calibration is None and overrides is None: calibration = registry.shipped_calibration(model_kind(model))
     if calibration is not None:
         cal = read_calibration(calibration); _disjoint(seed0, n, cal['seed0'], cal['n']); per_method = cal['calibration']
     if not methods or 'none' in methods: raise BenchError("--methods must name guided presets (not none) to sweep")
@@ -233,6 +225,47 @@ def run_sweep(model:str='shapes', # a `load_pipeline` name
     log(table(res['summary']))
     log(f"wrote {out} and {nc}; rows in {stream.path} ({stream.written} new)")
     _finish(failed, stream)
+    return res
+
+# %% ../../nbs/19_bench.ipynb #13bdf10a
+def _calibrate(client, stream, spec, n, methods, **kw)->tuple:
+    "Per-method sweeps (`calibration_grids`) on calibration layouts 0..n-1 (`spec` holds their seed0 and regime): (rows, failures)."
+    failed, grids = _layouts(client, stream, spec, n, part='calib', **kw), calibration_grids(methods)
+    tasks = [Task('calib', k, m, ((f'{grids[m][0]}.{grids[m][1]}', v),)) for k in range(n) if _layout_row(stream, k, 'calib')
+             for m in methods if m in grids for v in grids[m][2]]
+    failed += run_tasks(client, method_task, tasks, stream, spec, args=lambda t: (_layout_row(stream, t.layout, 'calib'), {}), desc='calibration', **kw)
+    return [stream.done[t.key] for t in tasks if t.key in stream.done], failed
+
+def run_calibration(model:str='shapes', # a `load_pipeline` name
+                    n:int=30, # calibration layouts (the shipped calibration: 30)
+                    methods=None, # presets to calibrate (default: those tagged `calibrate`; a method that inherits another's values is not)
+                    seed0:int=30_000_000, # seed of layout 0: keep it disjoint from the evaluated seeds (bench: 20_000_000 on)
+                    regime:str='random', # layout regime of the calibration layouts
+                    objects=2, # objects per layout: an int or a tuple cycled over layouts
+                    workers:int=2, steps:int=50, out='calib.json', device=None, scheduler:str=None, record=None, cfg:float=None,
+                    retries:int=2, progress:bool=True, log=print):
+    "Per-method sweeps of each `Method.grid` on `n` layouts from `seed0`, on Dask; writes the chosen values (edges flagged) to `out`; resumes from `<out>.jsonl`."
+    methods = [m for m in (methods if methods is not None else registry.tagged('calibrate')) if m != 'none']
+    objects = objects if isinstance(objects, (int, np.integer)) else tuple(objects)
+    _check(n=n, steps=steps, workers=workers, methods=methods, regime=regime, objects=objects)
+    grids = calibration_grids()
+    skip = [m for m in methods if m not in grids]
+    if skip: raise BenchError(f"no calibration grid for {', '.join(skip)}; methods with one: {', '.join(grids)}")
+    if not methods: raise BenchError("--methods names no method to calibrate")
+    out, nc, stream, spec = _start('calibrate', model, device, steps, cfg, seed0, regime, record, out, log, objects=objects, methods=methods,
+                                   grids={m: grids[m] for m in methods})
+    with dask_client(scheduler, workers, spec['gpu'], log=log) as client:
+        client.submit(_probe, model, device, pure=False, resources={'GPU': 1} if spec['gpu'] else None).result()
+        rows, failed = _calibrate(client, stream, spec, n, methods, retries=retries, progress=progress)
+    _finish(failed, stream)
+    report = calibration_report(rows)
+    res = dict(calibration=calibrated_values(report), report=report, seed0=seed0, n=n, regime=regime, objects=objects,
+               summary=summarize(rows), rows=_public(rows), config=spec['config'])
+    _write_json(out, res)
+    log(calibration_table(report))
+    edges = [m for m, r in report.items() if r['edge']]
+    if edges: log(f"best value at a grid edge for {', '.join(edges)}: widen their Method.grid")
+    log(f"wrote {out}; rows in {stream.path} ({stream.written} new)")
     return res
 
 # %% ../../nbs/19_bench.ipynb #436460bd

@@ -5,17 +5,17 @@
 # %% ../../nbs/19c_calibration.ipynb #30aca85f
 from __future__ import annotations
 import json
+from dataclasses import fields
 from pathlib import Path
 import numpy as np
 from ..guidance import registry
 from ..core.tables import pipe_table
-from .regimes import summarize
-from .tasks import BenchError, Task, method_task, run_tasks, dask_client, _check, _start, _probe
-from .tasks import _layouts, _layout_row, _finish, _public, _write_json
+from .regimes import summarize, BenchError
+
 
 # %% auto #0
 __all__ = ['sweeps_of', 'calibration_grids', 'calibration_report', 'calibrated_values', 'method_overrides', 'best_values',
-           'calibration_table', 'read_calibration', 'run_calibration']
+           'cpu_minutes', 'calibration_table', 'read_calibration']
 
 # %% ../../nbs/19c_calibration.ipynb #128d3289
 def sweeps_of(rows:list # sweep rows (`method`, `piece`, `param`, `value`, ...), e.g. a `run_benchmark` result's `sweep`
@@ -73,15 +73,15 @@ def best_values(rows:list, # sweep rows
         best.setdefault(piece, {})[param] = max(values, key=lambda v: iou[v])
     return best
 
-# %% ../../nbs/19c_calibration.ipynb #0c00c171
-def _calibrate(client, stream, spec, n, methods, **kw)->tuple:
-    "Per-method sweeps (`calibration_grids`) on calibration layouts 0..n-1 (`spec` holds their seed0 and regime): (rows, failures)."
-    failed, grids = _layouts(client, stream, spec, n, part='calib', **kw), calibration_grids(methods)
-    tasks = [Task('calib', k, m, ((f'{grids[m][0]}.{grids[m][1]}', v),)) for k in range(n) if _layout_row(stream, k, 'calib')
-             for m in methods if m in grids for v in grids[m][2]]
-    failed += run_tasks(client, method_task, tasks, stream, spec, args=lambda t: (_layout_row(stream, t.layout, 'calib'), {}), desc='calibration', **kw)
-    return [stream.done[t.key] for t in tasks if t.key in stream.done], failed
+def cpu_minutes(runs:dict, # method -> number of runs
+                steps:int=50 # DDIM steps of each run
+               )->float: # the estimated CPU-minutes of these runs
+    "CPU-minutes of runs, each priced at its method's `Method.seconds` (scaled by the steps; a name the registry lacks: that field's default)."
+    ms, default = registry.methods(), next(f.default for f in fields(registry.Method) if f.name == 'seconds')
+    return sum(k * (ms[m].seconds if m in ms else default) for m, k in runs.items()) * steps / 50 / 60
 
+
+# %% ../../nbs/19c_calibration.ipynb #0c00c171
 def _disjoint(seed0, n, cseed0, cn):
     if n and cn and seed0 < cseed0 + cn and cseed0 < seed0 + n:
         raise BenchError(f"calibration seeds {cseed0}..{cseed0 + cn - 1} overlap the evaluated seeds {seed0}..{seed0 + n - 1}; calibrate on a disjoint range (--calib-seed0 / --seed0)")
@@ -107,34 +107,3 @@ def read_calibration(calibration # a `run_calibration` JSON path, or its dict
         raise BenchError(f"{calibration if not isinstance(calibration, dict) else 'the calibration'} is not a `layoutlab calibrate` result (needs calibration, report, seed0, n)")
     return cal
 
-def run_calibration(model:str='shapes', # a `load_pipeline` name
-                    n:int=12, # calibration layouts
-                    methods=None, # presets to calibrate (default: those tagged `calibrate`; a method that inherits another's values is not)
-                    seed0:int=30_000_000, # seed of layout 0: keep it disjoint from the evaluated seeds (bench: 20_000_000 on)
-                    regime:str='random', # layout regime of the calibration layouts
-                    objects=2, # objects per layout: an int or a tuple cycled over layouts
-                    workers:int=2, steps:int=50, out='calib.json', device=None, scheduler:str=None, record=None, cfg:float=None,
-                    retries:int=2, progress:bool=True, log=print):
-    "Per-method sweeps of each `Method.grid` on `n` layouts from `seed0`, on Dask; writes the chosen values (edges flagged) to `out`; resumes from `<out>.jsonl`."
-    methods = [m for m in (methods if methods is not None else registry.tagged('calibrate')) if m != 'none']
-    objects = objects if isinstance(objects, (int, np.integer)) else tuple(objects)
-    _check(n=n, steps=steps, workers=workers, methods=methods, regime=regime, objects=objects)
-    grids = calibration_grids()
-    skip = [m for m in methods if m not in grids]
-    if skip: raise BenchError(f"no calibration grid for {', '.join(skip)}; methods with one: {', '.join(grids)}")
-    if not methods: raise BenchError("--methods names no method to calibrate")
-    out, nc, stream, spec = _start('calibrate', model, device, steps, cfg, seed0, regime, record, out, log, objects=objects, methods=methods,
-                                   grids={m: grids[m] for m in methods})
-    with dask_client(scheduler, workers, spec['gpu'], log=log) as client:
-        client.submit(_probe, model, device, pure=False, resources={'GPU': 1} if spec['gpu'] else None).result()
-        rows, failed = _calibrate(client, stream, spec, n, methods, retries=retries, progress=progress)
-    _finish(failed, stream)
-    report = calibration_report(rows)
-    res = dict(calibration=calibrated_values(report), report=report, seed0=seed0, n=n, regime=regime, objects=objects,
-               summary=summarize(rows), rows=_public(rows), config=spec['config'])
-    _write_json(out, res)
-    log(calibration_table(report))
-    edges = [m for m, r in report.items() if r['edge']]
-    if edges: log(f"best value at a grid edge for {', '.join(edges)}: widen their Method.grid")
-    log(f"wrote {out}; rows in {stream.path} ({stream.written} new)")
-    return res

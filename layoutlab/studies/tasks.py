@@ -14,16 +14,88 @@ from ..core.layout import Layout
 from ..guidance.registry import sample, preset
 from ..core.loop import default_cfg
 from ..guidance import registry
-from ..shapes.world import detect
-from .regimes import REGIMES, unguided_layout, layout_objects, _row
+from ..shapes.world import scene, detect
+from ..core.metrics import layout_iou, presence
+from .regimes import REGIMES, BenchError, regime_boxes, layout_objects, summarize
 
 # %% auto #0
-__all__ = ['SPLIT_NAMES', 'BenchError', 'Task', 'worker_pipeline', 'layout_task', 'method_task', 'split_summary', 'read_rows',
-           'RowStream', 'dask_client', 'run_tasks', 'results_dataset', 'open_recordings']
+__all__ = ['SPLIT_NAMES', 'unguided_layout', 'bench_layouts', 'layout_at', 'run_method', 'Task', 'worker_pipeline', 'layout_task',
+           'method_task', 'split_summary', 'read_rows', 'RowStream', 'dask_client', 'run_tasks', 'results_dataset',
+           'open_recordings']
+
+# %% ../../nbs/19b_tasks.ipynb #948f6f6e
+def _detected_box(dets, obj):
+    found = [d for d in dets if (d.color, d.shape) == (obj.color, obj.shape)]
+    return tuple(found[0].box) if found else None
+
+def unguided_layout(pipe, # the pipeline whose unguided placement the boxes refer to
+                    seed:int, # scene seed (also the sampling seed)
+                    steps:int=50, # DDIM steps
+                    cfg:float=None, # guidance scale (default: `default_cfg(pipe)`)
+                    regime:str='away', # where the boxes lie: 'away', 'near' or 'random' (see `regime_boxes`)
+                    n_objects:int=2, # objects in the scene
+                    recorder=None, # a `Recorder` for the unguided run, or None
+                    progress:bool=False
+                   )->tuple: # (layout, row of the unguided run)
+    "A layout of the shapes world (two objects by default) with boxes placed by `regime`, and the unguided run's row."
+    sc = scene(seed, n_objects=n_objects)
+    t0 = time.perf_counter()
+    res = sample(pipe, Layout(sc.prompt, [], seed=seed), steps=steps, cfg=cfg or default_cfg(pipe), progress=progress, recorder=recorder)
+    dt = time.perf_counter() - t0
+    dets = detect(np.asarray(res.image))
+    boxes = regime_boxes(regime, [_detected_box(dets, o) or tuple(o.box) for o in sc.objects], seed)
+    lay = Layout(sc.prompt, [dict(phrase=o.phrase, box=b) for o, b in zip(sc.objects, boxes)], seed=seed)
+    return lay, _row('none', 0, lay, dets, dt)
+
+def bench_layouts(pipe, # the pipeline whose unguided placements the boxes refer to
+                  n:int=100, # number of layouts
+                  seed0:int=20_000_000, # first scene seed (held out from training)
+                  steps:int=50, # DDIM steps
+                  cfg:float=None, # guidance scale (default: the pipeline's `cfg` from its model card, else 7.5)
+                  progress:bool=False,
+                  regime:str='away', # 'away', 'near' or 'random'
+                  objects=2 # objects per scene: an int, or a tuple cycled over the layouts (see `layout_objects`)
+                 )->tuple: # (layouts, rows of the unguided run)
+    "Two-object layouts (boxes away from where the unguided model puts the objects, by default) and the unguided results."
+    out = [unguided_layout(pipe, seed0 + k, steps=steps, cfg=cfg, regime=regime, progress=progress, n_objects=layout_objects(k, objects)) for k in range(n)]
+    return [l for l, _ in out], [dict(r, layout=k) for k, (_, r) in enumerate(out)]
+
+
+def _detection(d): return dict(color=d.color, shape=d.shape, box=[float(v) for v in d.box], score=float(d.score))
+
+def _row(method, k, lay, dets, seconds):
+    iou = layout_iou(dets, lay.objects)
+    pres = presence(dets, lay.objects)
+    return dict(method=method, layout=k, iou=iou['mean'], ious=iou['ious'], recall=pres['recall'], spurious=pres['spurious'], seconds=seconds,
+                detections=[_detection(d) for d in dets])
+
+# %% ../../nbs/19b_tasks.ipynb #a07d5e5c
+def layout_at(pipe, k:int, seed0:int=20_000_000, steps:int=50, regime:str='away')->tuple:
+    "Benchmark layout number `k` and its unguided row (the same as `bench_layouts(pipe, n)[k]`)."
+    lay, row = unguided_layout(pipe, seed0 + k, steps=steps, regime=regime)
+    return lay, dict(row, layout=k)
+
+# %% ../../nbs/19b_tasks.ipynb #04cd736b
+def run_method(pipe, # the pipeline
+               name:str, # method preset name
+               layouts:list, # from `bench_layouts`
+               steps:int=50, # DDIM steps
+               cfg:float=None, # guidance scale (default: `default_cfg(pipe)`)
+               progress:bool=False,
+               **overrides # per piece class, parameters to change (see `preset`)
+              )->list: # one row per layout
+    "Sample every layout with a method and measure IoU with the requested boxes, presence and wall time."
+    cfg = cfg or default_cfg(pipe)
+    rows = []
+    for k, lay in enumerate(layouts):
+        seams, _ = preset(name, pipe, **overrides)
+        t0 = time.perf_counter()
+        res = sample(pipe, lay, steps=steps, cfg=cfg, method=name, progress=progress, **seams)
+        rows.append(_row(name, k, lay, detect(np.asarray(res.image)), time.perf_counter() - t0))
+    return rows
+
 
 # %% ../../nbs/19b_tasks.ipynb #dc31105b
-class BenchError(ValueError): "A bad benchmark input or output file, reported in one line."
-
 @dataclass(frozen=True)
 class Task:
     "One row to compute: a layout's unguided run (method 'none') or one method with parameter values on a layout."

@@ -37,7 +37,7 @@ def regime_layouts(pipe, # the pipeline (its unguided placements define the benc
                   )->list: # layouts
     "Two-object layouts of a benchmark regime, or the shapes world's own scenes ('scene'); deterministic in (regime, seed0, n)."
     if regime == 'scene': return [scene(seed0 + k, n_objects=2).layout() for k in range(n)]
-    from layoutlab.studies.bench import bench_layouts, REGIMES as BENCH
+    from layoutlab.studies.tasks import bench_layouts, REGIMES as BENCH
     if regime not in BENCH: raise ValueError(f"regime must be one of {', '.join(BENCH + ('scene',))}, got {regime!r}")
     return bench_layouts(pipe, n=n, seed0=seed0, steps=steps, regime=regime)[0]
 
@@ -67,7 +67,7 @@ def _per_method(calibration)->dict:
         ms = methods()
         return {c: PUBLISHED for c in study_conditions()[:-1] if (ms[c].factors or {}).get('update') == 'backprop'}
     if calibration is None: raise ValueError("calibration must be 'shipped' (the presets), 'published' or a `layoutlab calibrate` file, got None")
-    from layoutlab.studies.bench import read_calibration
+    from layoutlab.studies.calibration import read_calibration
     return read_calibration(calibration)['calibration']
 
 def study_overrides(calibration='shipped' # 'shipped': the presets (the model's shipped calibration); 'published': `PUBLISHED` on top; or a `layoutlab calibrate` file (or its dict)

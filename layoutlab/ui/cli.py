@@ -441,7 +441,7 @@ def sweep(param:list[str]=typer.Option(..., help="Piece.field=v1,v2,... (repeat 
 # %% ../../nbs/16_cli.ipynb #933f4151
 @app.command()
 def calibrate(model:str=typer.Option("shapes", help="model"),
-              n:int=typer.Option(12, help="calibration layouts"),
+              n:int=typer.Option(30, help="calibration layouts"),
               methods:str=typer.Option("", help=f"comma-separated methods to calibrate (default: those tagged calibrate: {', '.join(tagged_names('calibrate', _BUILT_IN))})", show_default=False),
               seed0:int=typer.Option(30_000_000, help="seed of the first calibration layout (keep it disjoint from the benchmark's)"),
               regime:str=typer.Option("random", help="layout regime: away, near or random"),
@@ -453,7 +453,7 @@ def calibrate(model:str=typer.Option("shapes", help="model"),
               device:str=typer.Option(None, help="torch device of the workers"),
               progress:bool=typer.Option(True, help="progress bar over tasks")):
     "Calibrate each method's step parameter on its own grid, on layouts disjoint from the benchmark's; a best value at a grid edge is flagged."
-    from layoutlab.studies.calibration import run_calibration
+    from layoutlab.studies.bench import run_calibration
     _run_on_dask(run_calibration, out, model=model, n=n, methods=[m for m in methods.split(',') if m] or None, seed0=seed0, regime=regime,
                  objects=_objects(objects), steps=steps, workers=workers, scheduler=scheduler, device=device, progress=progress)
 
