@@ -25,11 +25,13 @@ def page_name(nb # a notebook path
     "The HTML page a notebook becomes: numeric prefix dropped, e.g. `13_plots.ipynb` → `plots.html`."
     return _nbpath2html(Path(Path(nb).name)).name
 
-def doc_notebooks(nbs='nbs' # the notebooks folder
+def doc_notebooks(nbs='nbs', # the notebooks folder
+                  skip=() # folders to leave out (a build folder inside `nbs`)
                  )->list: # notebooks that become pages, in reading order (index first)
     "The notebooks of the docs: every `*.ipynb` in `nbs` and its subfolders (`core/`, `guides/`, ...), none in or named `_*`/`.*`; the site is flat, so page names must differ."
-    nbs = Path(nbs)
-    ps = [p for p in nbs.rglob('*.ipynb') if not any(s.startswith(('_', '.')) for s in p.relative_to(nbs).parts)]
+    nbs, skip = Path(nbs), [Path(s).resolve() for s in skip]
+    ps = [p for p in nbs.rglob('*.ipynb') if not any(s.startswith(('_', '.')) for s in p.relative_to(nbs).parts)
+          and not any(p.resolve().is_relative_to(s) for s in skip)]
     by_page = {}
     for p in ps: by_page.setdefault(page_name(p), []).append(p.relative_to(nbs).as_posix())
     clash = {k: sorted(v) for k, v in by_page.items() if len(v) > 1}
@@ -440,7 +442,7 @@ def build_docs(nbs='nbs', # the notebooks folder
     out = Path(out).resolve() if out is not None else config_root(nbs)/'_build'/'docs'
     src, cache, site = out/'src', out/'cache', out/'html'
     src.mkdir(parents=True, exist_ok=True)
-    paths = [p for p in doc_notebooks(nbs) if only is None or _wants(only, p)]
+    paths = [p for p in doc_notebooks(nbs, skip=[out]) if only is None or _wants(only, p)]
     if not paths: raise FileNotFoundError(f"no notebooks to build in {nbs}" + (f" matching {only!r}" if only else ''))
     root = config_root(nbs)
     pages, index = [], {}
@@ -454,7 +456,7 @@ def build_docs(nbs='nbs', # the notebooks folder
             index.update(api)
         names = [n for _, n, _, _ in pages]
         toc = toc_markdown(names)
-        left_out = {Path(page_name(p)).stem for p in doc_notebooks(nbs)} - set(names)
+        left_out = {Path(page_name(p)).stem for p in doc_notebooks(nbs, skip=[out])} - set(names)
         for p, name, cells, meta in pages:
             for c in cells:
                 if c['cell_type'] == 'markdown':
