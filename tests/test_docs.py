@@ -41,7 +41,7 @@ def test_api_entries(site):
         if '#| default_exp' in text and '#| default_exp __init__' not in text: assert api_entries(_page(site, nb)), f"{nb.name}: no API entries"
     plots = set(api_entries(_page(site, NBS/'13_plots.ipynb')))
     assert {f'layoutlab.plots.{n}' for n in ('show_layout', 'attention_over_image', 'curves', 'gradsam_panel', 'compare', 'x0_panel')} <= plots
-    rec = _page(site, NBS/'03_record.ipynb')
+    rec = _page(site, NBS/'core'/'03_record.ipynb')
     sig = re.search(r'<dt class="sig sig-object py" id="layoutlab.core.record.Recorder">(.*?)</dt>', rec, re.S).group(1)
     assert re.search(r'<span class="property"><span class="k"><span class="pre">class</span>', sig), "a class is shown as `class`"
     assert '[`' not in sig and '](' not in sig and 'def ' not in sig
@@ -64,7 +64,7 @@ def offenders(nb:Path # a notebook
     return out
 
 @pytest.mark.parametrize('nb', [pytest.param(p, id=p.stem, marks=[pytest.mark.xfail(reason=UNSPLIT[p.stem], strict=True)] if p.stem in UNSPLIT else [])
-                                for p in sorted(NBS.glob('*.ipynb'))])
+                                for p in doc_notebooks(NBS)])
 def test_visible_cells_end_in_one_check(nb):
     "A visible example ends in at most one check; the others go to a `#| hide` cell right after it (a block of checks is a test)."
     bad = offenders(nb)

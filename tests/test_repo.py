@@ -1,5 +1,5 @@
 "Repository checks: exported modules match the notebooks, notebooks are clean, README matches the index notebook."
-import shutil, subprocess, filecmp
+import json, re, shutil, subprocess, filecmp
 from pathlib import Path
 from layoutlab.ui.cli import readme_text
 
@@ -21,7 +21,9 @@ def test_modules_match_notebooks(tmp_path):
 def test_notebooks_clean(tmp_path):
     _copy_project(tmp_path)
     subprocess.run(['nbdev_clean'], cwd=tmp_path, check=True, capture_output=True)
-    dirty = [p.name for p in (ROOT/'nbs').glob('*.ipynb') if p.read_bytes() != (tmp_path/'nbs'/p.name).read_bytes()]
+    nbs = sorted(p.relative_to(ROOT/'nbs') for p in (ROOT/'nbs').rglob('*.ipynb'))
+    assert len(nbs) > 30 and any(len(p.parts) > 1 for p in nbs), nbs                  # the subfolders are searched
+    dirty = [str(p) for p in nbs if (ROOT/'nbs'/p).read_bytes() != (tmp_path/'nbs'/p).read_bytes()]
     assert not dirty, f"run nbdev_clean: notebooks not clean: {dirty}"
 
 def test_readme_matches_index():
@@ -46,3 +48,38 @@ def test_ci_and_workflows_run_the_readme_commands():
     assert 'bash .ci/run' in steps('test.yml')
     docs = steps('docs.yml')
     assert install in docs and any('build_docs' in s for s in docs) and 'build_docs' in readme
+
+def _module(nb:Path)->str|None:
+    "The module a notebook exports (its `#| default_exp`), or None for a guide."
+    m = re.search(r'#\|\s*default_exp\s+([\w.]+)', nb.read_text())
+    return m.group(1) if m else None
+
+def misplaced(nbs:Path # the notebooks folder
+             )->list: # `path (expected folder)` of each notebook outside the folder its module asks for
+    "nbs/ mirrors layoutlab/: a notebook of `core.loop` is in nbs/core/, of a top-level module (`plots`, `__init__`) at the top; one exporting nothing is a guide (nbs/guides/), except the index (top)."
+    out = []
+    for p in sorted(nbs.rglob('*.ipynb')):
+        rel = p.relative_to(nbs)
+        if any(s.startswith(('.', '_')) for s in rel.parts): continue
+        mod = _module(p)
+        want = '/'.join(mod.split('.')[:-1]) if mod else ('' if p.name == 'index.ipynb' else 'guides')
+        if rel.parent.as_posix().strip('.') != want: out.append(f"{rel.as_posix()} (belongs in nbs/{want})")
+    return out
+
+def test_notebooks_sit_in_their_modules_folder():
+    assert misplaced(ROOT/'nbs') == []
+
+def test_misplaced_notebooks_are_found(tmp_path):
+    for f, exp in [('index.ipynb', None), ('core/04_sampler.ipynb', 'core.loop'), ('13_plots.ipynb', 'plots'),
+                   ('guides/17_tutorial.ipynb', None), ('core/09_methods.ipynb', 'guidance.methods'), ('16_cli.ipynb', 'ui.cli'), ('core/99_notes.ipynb', None)]:
+        (tmp_path/f).parent.mkdir(exist_ok=True)
+        (tmp_path/f).write_text(json.dumps({'cells': [{'source': f'#| default_exp {exp}'}] if exp else []}))
+    assert misplaced(tmp_path) == ['16_cli.ipynb (belongs in nbs/ui)', 'core/09_methods.ipynb (belongs in nbs/guidance)',
+                                   'core/99_notes.ipynb (belongs in nbs/guides)']
+
+def test_readme_links_resolve():
+    "Every relative link or image of README.md (generated from nbs/index.ipynb) names a file of the repository."
+    links = re.findall(r'\]\(([^)\s]+)\)', (ROOT/'README.md').read_text())
+    rel = [l.split('#')[0] for l in links if not re.match(r'\w+:|#|/', l)]
+    assert len(rel) > 10 and any('/guides/' in l for l in rel), rel
+    assert [l for l in rel if not (ROOT/l).exists()] == []

@@ -75,7 +75,7 @@ def test_package_imports_only_runtime_requirements():
     assert report(sorted((ROOT/'layoutlab').rglob('*.py')), declared('requirements')) == []
 
 def test_tests_and_notebooks_import_only_declared_requirements():
-    files = sorted((ROOT/'tests').glob('*.py')) + sorted((ROOT/'nbs').glob('*.ipynb'))
+    files = sorted((ROOT/'tests').glob('*.py')) + sorted((ROOT/'nbs').rglob('*.ipynb'))
     assert report(files, declared('requirements') | declared('dev_requirements')) == []
 
 def test_jupyter_first_toolkit_declares_its_notebook_server():
