@@ -4,7 +4,7 @@
 
 # %% ../../nbs/core/03_record.ipynb #f7ec6f7e
 from __future__ import annotations
-import errno, hashlib, json, os, re, stat, tempfile, time, warnings
+import errno, hashlib, json, os, re, stat, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -95,6 +95,19 @@ def dim_values(dim:str, # a dimension name
     return (np.arange(n) + .5) / n if _is_grid(dim) else np.arange(n)
 
 # %% ../../nbs/core/03_record.ipynb #6c542b7d
+def _append_row(v, # an h5py dataset along `step`
+                i:int, # the row to write: the dataset grows to i + 1 rows
+                row=None # its values (None: only grow, as a group's `step` dimension does)
+               ):
+    "Grow a dataset to i + 1 rows and write row i, through h5py's low-level calls (a third of the high-level ones' cost)."
+    from h5py import h5s
+    shape = (i + 1,) + v.shape[1:]
+    v.id.set_extent(shape)
+    if row is None or 0 in shape: return
+    space = v.id.get_space()
+    space.select_hyperslab((i,) + (0,) * (len(shape) - 1), (1,) + shape[1:])
+    v.id.write(h5s.create_simple((1,) + shape[1:]), space, np.ascontiguousarray(row, v.dtype).reshape((1,) + shape[1:]))
+
 class _NetCDF:
     "Append-by-step writer for NetCDF-4 files: variables made with h5netcdf, steps appended through h5py and flushed, so the file is always whole."
     def __init__(self, path):
@@ -134,9 +147,7 @@ class _NetCDF:
             f = self._h5
             groups = {name: f if name.strip('/') == '' else f[name.strip('/')] for name in rows}
             self._along = {(name, k): g[k] for name, g in groups.items() for k in list(rows[name]) + ['step'] if k in g}
-        for v in self._along.values(): v.resize(i + 1, axis=0)
-        for name, vs in rows.items():
-            for k, row in vs.items(): self._along[(name, k)][i] = row
+        for (name, k), v in self._along.items(): _append_row(v, i, rows[name].get(k))
         for k, v in _attrs(root_attrs).items(): self._h5.attrs[k] = v
         self._h5.flush()                                     # HDF5 writes its metadata out: the file is whole on disk
     def flush(self):
@@ -200,8 +211,48 @@ class _Zarr:
                 if a.shape[0] > getattr(self, 'rows', 0): a.resize((getattr(self, 'rows', 0),) + a.shape[1:])
 
 def _chunks(shape): return (1,) + tuple(max(s, 1) for s in shape)   # one step per chunk (an empty dim still needs a chunk size)
-def _writer(path): return _Zarr(path) if _is_zarr(path) else _NetCDF(path)
+def _writer(path): return _Memory() if path is None else _Zarr(path) if _is_zarr(path) else _NetCDF(path)
 def _is_zarr(path): return str(path).rstrip('/').endswith('.zarr')
+
+# %% ../../nbs/core/03_record.ipynb #acfae755
+def _as_read(v):
+    "An attribute as it reads back from NetCDF: numbers as numpy scalars, a one-element array as its element (as `_nc_attr` gives it)."
+    if isinstance(v, (str, bytes)): return _nc_attr(v)
+    a = np.asarray(v)
+    return _nc_attr(a.reshape(1) if a.ndim == 0 else a)
+
+class _Memory:
+    "The writer of `Recorder()` without a path: the calls of `_NetCDF`, rows kept as arrays; `tree()` is the DataTree a NetCDF file of the run reads back as."
+    def __init__(self): self.groups = {}                 # '/' or '/name' -> {'attrs': {}, 'vars': {name: (dims, values or rows, attrs, dtype, shape)}}
+    def group(self, name): return self.groups.setdefault('/' + name.strip('/'), dict(attrs={}, vars={}))
+    def dims(self, g, sizes): pass
+    def static(self, g, name, dims, values, attrs):
+        values = np.asarray(values)
+        g['vars'][name] = (tuple(dims), values.astype(str) if values.dtype.kind in 'UO' else values, _attrs(attrs), None, values.shape)
+    def series(self, g, name, dims, shape, dtype, fill, rows, attrs):
+        a = _attrs(attrs)
+        if np.dtype(dtype).kind == 'f': a['_FillValue'] = np.dtype(dtype).type(fill)   # as h5netcdf writes it
+        g['vars'][name] = (('step',) + tuple(dims), [np.full(shape, fill, dtype)] * rows, a, np.dtype(dtype), tuple(shape))
+    def attrs(self, g, d): g['attrs'].update(_attrs(d))
+    def append(self, i, rows, root_attrs):
+        for name, vs in rows.items():
+            got = self.group(name)['vars']
+            for k, row in vs.items(): got[k][1].append(np.asarray(row, got[k][3]))
+        self.attrs(self.group('/'), root_attrs)
+    def flush(self): pass
+    def room(self, need): pass
+    def close(self): pass
+    def abort(self): pass
+    def tree(self)->xr.DataTree:
+        "The recording, decoded as `load_recording` decodes a file."
+        out = {}
+        for name, g in self.groups.items():
+            vs = {}
+            for k, (dims, data, attrs, dtype, shape) in g['vars'].items():
+                if dtype is not None: data = np.stack(data) if data else np.empty((0,) + shape, dtype)
+                vs[k] = xr.Variable(dims, data, {a: _as_read(x) for a, x in attrs.items()})
+            out[name] = xr.decode_cf(xr.Dataset(vs, attrs={a: _as_read(x) for a, x in g['attrs'].items()}))
+        return xr.DataTree.from_dict(out)
 
 # %% ../../nbs/core/03_record.ipynb #bda17179
 def _attrs(d):
@@ -313,7 +364,7 @@ class Recorder:
         if branch not in ('cond', 'uncond'): raise ValueError(f"branch must be 'cond' or 'uncond', got {branch!r}")
         if tokens not in ('prompt', 'all'): raise ValueError(f"tokens must be 'prompt' or 'all', got {tokens!r}")
         self.path, self.layers, self.heads, self.float16, self.branch, self.tokens = path, layers, heads, float16, branch, tokens
-        self.overwrite, self.n, self.w, self.lock, self.done, self.tmp, self.file = overwrite, 0, None, None, False, None, None
+        self.overwrite, self.n, self.w, self.lock, self.done, self.file = overwrite, 0, None, None, False, None
         self.background, self._pool, self._pending, self.closed, self.failed = background, None, None, False, None
         if path is not None: self._check(Path(path))
 
@@ -383,10 +434,8 @@ def _begin(self:Recorder,
     if self.done or self.w is not None: raise RecordingError("this Recorder has recorded a run already; make a new one for the next run")
     if self.closed: raise RecordingError(f"{self.path}: this Recorder was closed; make a new one")
     _check_layers(layers)
-    self.tmp = None
-    if self.path is None:
-        self.tmp = tempfile.TemporaryDirectory(prefix='layoutlab-'); file = Path(self.tmp.name)/'recording.nc'
-    else:
+    file = None                                              # without a path: kept in memory (`_Memory`)
+    if self.path is not None:
         self._claim()
         file = partial_path(self.path)
         if file.exists() or file.is_symlink(): _discard_recording(file)   # an earlier unfinished run; allowed by overwrite=True
@@ -395,9 +444,8 @@ def _begin(self:Recorder,
     except Exception as e:
         if self.w is not None: self.w.abort()
         self.w = None; self._stop_writer(); self._release()
-        if self.tmp is not None: self.tmp.cleanup()
         self.closed = True
-        raise RecordingError(f"{file}: the recording could not be started: {_cause(e)}") from None
+        raise RecordingError(f"{file or 'the in-memory recording'}: the recording could not be started: {_cause(e)}") from None
 
 def _check_layers(layers):
     "Self-attention layers (diffusers' `attn1`) have image cells for keys, not prompt tokens: refuse them by name."
@@ -410,7 +458,7 @@ def _start(self:Recorder, layers, token_text, n_prompt, latent_hw, attrs, phrase
     import layoutlab
     self.w = _writer(self.file)
     self._sums, self._strs = {}, {}
-    if self.background:
+    if self.background and self.file is not None:          # in memory a step is a few appends: no thread
         from concurrent.futures import ThreadPoolExecutor
         self._pool = ThreadPoolExecutor(1, thread_name_prefix='layoutlab-recorder')
     self.layer_names, self.aspect = list(layers), latent_hw[1] / latent_hw[0]
@@ -649,9 +697,7 @@ def _finish(self:Recorder)->xr.DataTree:
         except Exception as e: raise RecordingError(f"{self.file}: the recording could not be closed: {_cause(e)}") from None
     except BaseException: self.close(); raise               # the lock is released, what was written stays
     self.done = True
-    if self.tmp is not None:
-        try: return load_recording(self.file, lazy=False, verify=False)
-        finally: self.tmp.cleanup()
+    if self.file is None: return self.w.tree()
     try: self._promote()
     finally: self._release()
     return load_recording(self.path, verify=False)
@@ -675,7 +721,6 @@ def _close(self:Recorder):
             if e is not self.failed: raise                   # a write error is the run's: raised where the run met it
         finally: self._stop_writer()
         if self.w is not None and not self.done: self.w.close()
-        if self.tmp is not None and not self.done: self.tmp.cleanup()
     except Exception as e: warnings.warn(f"closing the recording {self.file}: {type(e).__name__}: {e}", RuntimeWarning)
     finally: self._release(); self.closed = True
 
@@ -707,8 +752,38 @@ def _guard(dims, shape, dtype, read, where, lazy):
 
 # %% ../../nbs/core/03_record.ipynb #c4464fe9
 def _open_netcdf(path:Path)->dict:
-    "Every group of a NetCDF recording as a lazy Dataset (nothing read)."
+    "Every group of a NetCDF recording as a lazy Dataset (nothing read), through xarray's h5netcdf backend: for files `_netcdf_layout` cannot read."
     return dict(_unlocked(lambda l: xr.open_groups(path, engine='h5netcdf', driver_kwds=None if l is None else {'locking': l}), None, False))
+
+_NC_OWN = frozenset({'CLASS', 'NAME', 'REFERENCE_LIST', 'DIMENSION_LIST', '_Netcdf4Coordinates', '_Netcdf4Dimid', '_nc3_strict', '_NCProperties'})   # NetCDF-4's bookkeeping, hidden by NetCDF readers
+_PHONY = b'This is a netCDF dimension but not a netCDF variable'   # how NetCDF-4 marks a dimension with no variable of its name
+
+def _nc_attr(v):
+    "An HDF5 attribute as h5netcdf reads it: bytes decoded, string arrays as lists, a one-element array as its element."
+    if isinstance(v, bytes): v = v.decode('utf-8', 'surrogateescape')
+    elif isinstance(v, np.ndarray) and v.dtype.kind in 'OS': v = [x.decode('utf-8', 'surrogateescape') if isinstance(x, bytes) else x for x in v.flat]
+    return v[0] if isinstance(v, (np.ndarray, list)) and len(v) == 1 else v
+
+class _NotH5netcdf(Exception): "A variable without NetCDF-4's dimension ids: read the file through xarray instead."
+
+def _netcdf_layout(f)->tuple:
+    "An open NetCDF-4 file (h5py) as `({group: (attrs, {variable: (dataset, dimension ids, attrs)}, names)}, {dimension id: name})`, nothing read but attributes."
+    import h5py
+    groups, scales = {}, {}
+    def walk(g, name):
+        items = {}
+        for k, o in g.items():
+            if isinstance(o, h5py.Group): walk(o, f"{name.rstrip('/')}/{k}"); continue
+            keys = list(o.attrs)
+            scale = 'CLASS' in keys and o.attrs['CLASS'] == b'DIMENSION_SCALE'
+            if scale: scales[int(o.attrs['_Netcdf4Dimid'])] = k
+            if scale and bytes(o.attrs.get('NAME', b'')).startswith(_PHONY): continue
+            if '_Netcdf4Coordinates' not in keys and not scale: raise _NotH5netcdf(k)
+            ids = [int(i) for i in np.ravel(o.attrs['_Netcdf4Coordinates'])] if '_Netcdf4Coordinates' in keys else None
+            items[k] = (o, ids, {a: _nc_attr(o.attrs[a]) for a in keys if a not in _NC_OWN})
+        groups[name] = ({a: _nc_attr(g.attrs[a]) for a in g.attrs if a not in _NC_OWN}, items, set(g.keys()))
+    walk(f, '/')
+    return groups, scales
 
 def _netcdf_names(path:Path)->dict:
     "The names in every group of a NetCDF file, read with h5py."
@@ -820,6 +895,23 @@ def _zarr_dataset(path, name, attrs, variables, lazy)->xr.Dataset:
         vs[k] = xr.Variable(dims, data, vattrs)
     return xr.decode_cf(xr.Dataset(vs, attrs=attrs))
 
+def _h5_dataset(path, name, attrs, items, scales, n, lazy)->xr.Dataset:
+    "One NetCDF group read with h5py (see `_netcdf_layout`), cut to `n` steps, every read guarded: coordinates read now, data variables lazily, decoded as xarray decodes them."
+    vs = {}
+    for k, (d, ids, vattrs) in items.items():
+        where = f"{path}: variable {name.rstrip('/')}/{k}"
+        try: dims = (k,) if ids is None else tuple(scales[i] for i in ids)
+        except KeyError: raise RecordingError(f"{where} names a dimension the file lacks, the recording is damaged") from None
+        shape = d.shape
+        if dims[:1] == ('step',):
+            if shape[0] < n: raise RecordingError(f"{where} holds {shape[0]} steps, the recording completed {n}")
+            shape = (n,) + shape[1:]
+        text = d.dtype.kind == 'O'
+        read = (lambda key, d=d: d.asstr()[key].astype(str)) if text else (lambda key, d=d: d[key])
+        data = _guard(dims, shape, np.dtype(str) if text else d.dtype, read, where, lazy and 'step' in dims and k not in ('step', 'timestep'))
+        vs[k] = xr.Variable(dims, data, vattrs)
+    return xr.decode_cf(xr.Dataset(vs, attrs=attrs))
+
 def _netcdf_dataset(path, name, ds, n, lazy)->xr.Dataset:
     "One NetCDF group cut to `n` steps, every read guarded: coordinates read now, data variables lazily."
     if 'step' in ds.dims:
@@ -873,6 +965,20 @@ def _being_written(path:Path)->bool:
     except Timeout: return True
     lock.release(); return False
 
+def _open_netcdf_groups(path:Path, attrs:dict, n:int, lazy:bool)->tuple:
+    "Every group of a NetCDF recording as a Dataset cut to `n` steps, and the function that closes the file: read with h5py (fast), or through xarray for a file h5netcdf did not write."
+    import h5py
+    f = _unlocked(lambda l: h5py.File(path, 'r', locking=l), None, False)
+    try:
+        groups, scales = _netcdf_layout(f)
+        _check_inventory(path, attrs, {g: names for g, (_, _, names) in groups.items()})
+        return {g: _h5_dataset(path, g, a, items, scales, n, lazy) for g, (a, items, _) in groups.items()}, f.close
+    except _NotH5netcdf: f.close()
+    except BaseException: f.close(); raise
+    _check_inventory(path, attrs, _netcdf_names(path))       # before xarray: a deleted variable breaks HDF5's dimension links
+    groups = _open_netcdf(path)
+    return {g: _netcdf_dataset(path, g, ds, n, lazy) for g, ds in groups.items()}, lambda: [ds.close() for ds in groups.values()]
+
 def _open_recording(path:Path, lazy:bool, verify)->xr.DataTree:
     is_dir = path.is_dir()                                  # decided once: a folder renamed away must not be read as a file
     try: attrs = _read_root_attrs(path)
@@ -893,10 +999,7 @@ def _open_recording(path:Path, lazy:bool, verify)->xr.DataTree:
             raw = _open_zarr(path, n, _listed(path, attrs) if 'layoutlab_variables' in attrs else None)
             _check_inventory(path, attrs, {g: v for g, (_, v) in raw.items()})
             out = {g: _zarr_dataset(path, g, a, v, lazy) for g, (a, v) in raw.items()}
-        else:
-            _check_inventory(path, attrs, _netcdf_names(path))   # before xarray: a deleted variable breaks HDF5's dimension links
-            groups = _open_netcdf(path)
-            out = {g: _netcdf_dataset(path, g, ds, n, lazy) for g, ds in groups.items()}
+        else: out, close = _open_netcdf_groups(path, attrs, n, lazy)
     except RecordingError: raise
     except Exception as e:
         if _vanished(e): raise
@@ -904,8 +1007,8 @@ def _open_recording(path:Path, lazy:bool, verify)->xr.DataTree:
         raise RecordingError(f"{path} is not a readable recording (truncated or damaged): {type(e).__name__}: {str(e)[:160]}") from None
     tree = xr.DataTree.from_dict(out)
     if not is_dir:
-        if lazy: tree.set_close(lambda: [ds.close() for ds in groups.values()])   # `tree.close()` releases the file
-        else: [ds.close() for ds in groups.values()]                               # all read: release it now
+        if lazy: tree.set_close(close)                       # `tree.close()` releases the file
+        else: close()                                        # all read: release it now
     _check_strings(path, tree, strings)
     if verify or verify is None and lazy and tree.nbytes <= VERIFY_BYTES:   # every chunk read once: its checksum checked
         if is_dir:

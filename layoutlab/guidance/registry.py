@@ -4,7 +4,7 @@
 
 # %% ../../nbs/guidance/09a_registry.ipynb #c3a4b5d6
 from __future__ import annotations
-import copy, functools, importlib, inspect, json, warnings
+import copy, functools, importlib, inspect, json, pkgutil, warnings
 from dataclasses import dataclass
 from fastcore.meta import delegates
 from importlib.metadata import entry_points
@@ -15,9 +15,9 @@ from ..core.tables import pipe_table
 from .pieces import _close
 
 # %% auto #0
-__all__ = ['BUILTIN', 'GROUP', 'CALIBRATIONS', 'Method', 'register', 'installed', 'methods', 'method_names', 'check_method',
-           'get_method', 'preset', 'shipped_calibration', 'calibrated', 'merge_overrides', 'defaults_table',
-           'run_seams', 'sample', 'tagged', 'method_table']
+__all__ = ['BUILTIN', 'PLUGINS', 'GROUP', 'CALIBRATIONS', 'Method', 'register', 'installed', 'bundled', 'methods', 'method_names',
+           'check_method', 'get_method', 'preset', 'shipped_calibration', 'calibrated', 'merge_overrides',
+           'defaults_table', 'run_seams', 'sample', 'tagged', 'method_table']
 
 # %% ../../nbs/guidance/09a_registry.ipynb #c6a7b8d9
 @dataclass(frozen=True)
@@ -49,8 +49,9 @@ class Method:
 
 # %% ../../nbs/guidance/09a_registry.ipynb #c8a9badb
 BUILTIN = 'layoutlab.guidance.methods'  # the built-in methods: a module with a `METHODS` list, loaded as a plug-in is
+PLUGINS = 'layoutlab.guidance.plugins'  # bundled plug-ins: every module of this package with a `METHODS` list
 GROUP = 'layoutlab.methods'  # the entry-point group of installed plug-ins
-_session, _installed = {}, None
+_session, _installed, _bundled = {}, None, None
 
 def register(method:Method # a method to add for this session (a notebook's own, say)
             )->Method:
@@ -81,10 +82,31 @@ def installed(group:str=GROUP # the entry-point group to read
         for m in ms: out.setdefault(m.name, m)
     return out
 
-def methods()->dict: # name -> Method: built-in, then installed plug-ins, then this session's
+def _methods_of(module:str)->list:
+    ms = importlib.import_module(module).METHODS
+    ms = list(ms) if isinstance(ms, (list, tuple)) else None
+    if not ms or not all(isinstance(m, Method) for m in ms): raise TypeError(f"{module}.METHODS is not a list of Methods")
+    return ms
+
+def bundled(package:str=PLUGINS # a package whose modules each name a `METHODS` list
+           )->dict: # name -> Method, module by module in alphabetical order
+    "The plug-ins shipped in `package`; a module that fails to import is a one-line warning naming it, and is skipped."
+    out = {}
+    for info in sorted(pkgutil.iter_modules(importlib.import_module(package).__path__), key=lambda i: i.name):
+        try: ms = _methods_of(f"{package}.{info.name}")
+        except Exception as e:
+            _warn(f"bundled plug-in {package}.{info.name} not loaded: {type(e).__name__}: {e}")
+            continue
+        for m in ms: out.setdefault(m.name, m)
+    return out
+
+def methods()->dict: # name -> Method: built-in, bundled plug-ins, installed plug-ins, then this session's
     "Every method the registry knows, in menu order; plug-ins are looked for once, on the first call."
-    global _installed
+    global _installed, _bundled
     builtin = {m.name: m for m in importlib.import_module(BUILTIN).METHODS}
+    if _bundled is None:
+        _bundled = {k: v for k, v in bundled().items() if k not in builtin}
+    builtin = {**builtin, **_bundled}
     if _installed is None:
         found = installed()
         for k in found.keys() & builtin.keys(): _warn(f"plug-in method {k!r} has a built-in method's name; the built-in one is kept")

@@ -1,0 +1,1 @@
+"Bundled plug-in methods: one module each, exported from `nbs/guidance/plugins/`; the registry finds every module here with a `METHODS` list."
