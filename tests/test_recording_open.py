@@ -94,3 +94,23 @@ def test_in_memory_recording_equals_the_file(pipe, tmp_path, method):
     disk = R.load_recording(tmp_path/'r.nc', lazy=False)
     try: assert_same(mem, disk)
     finally: disk.close()
+
+def test_extra_passes_only_add_what_they_say(pipe):
+    "`Recorder(extra_passes=False)`: the same images, no split and no energy after the last update, fewer passes."
+    from layoutlab.studies.perf import counting_passes
+    import torch
+    runs, passes = {}, {}
+    for lean in (False, True):
+        with counting_passes(pipe.unet) as n:
+            runs[lean] = sample(pipe, LAY, 'winwinlay', steps=3, recorder=R.Recorder(extra_passes=not lean), progress=False,
+                                Guidance=dict(max_iterations=2, guided_steps=2))
+        passes[lean] = dict(n)
+    full, lean = runs[False].recording, runs[True].recording
+    assert torch.equal(runs[False].latents, runs[True].latents)
+    assert (full.attrs['extra_passes'], lean.attrs['extra_passes']) == ('run', 'skipped')
+    assert 'grad_norm_aef' in full and 'grad_norm_aef' not in lean and 'aef_first_order' not in lean
+    e_full, e_lean = full['energy'].isel(step=0).values, lean['energy'].isel(step=0).values   # iterations 0, 1, 2 (after the last update)
+    assert np.isfinite(e_full).all() and np.isfinite(e_lean[:2]).all() and np.isnan(e_lean[2])
+    np.testing.assert_allclose(e_full[:2], e_lean[:2], rtol=1e-5)
+    assert passes[True]['backward'] < passes[False]['backward'] and passes[True]['forward_1'] < passes[False]['forward_1']
+    with pytest.raises(ValueError, match='extra_passes must be True or False'): R.Recorder(extra_passes='no')

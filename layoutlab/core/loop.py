@@ -72,6 +72,7 @@ class State:
     z_in:torch.Tensor=None # the latent the step's CFG pass ran on, with grad when a seam asked for it
     memory:dict=field(default_factory=dict) # what a piece keeps between steps of one run, keyed by the piece (`id(piece)`)
     recording:bool=True # a recorder takes what pieces log: False lets a piece skip work whose only use is the recording
+    extra_passes:bool=True # the recorder asks for the UNet passes whose only use is the recording (`Recorder(extra_passes=)`)
     def log(self, name, value, dims=()):
         "Hand a named value (number, tensor, with its dims) to the recorder for this step."
         self.values[name] = (tuple(dims), value)
@@ -311,7 +312,8 @@ def run_one(pipe, # the run's own pipeline (`run_pipeline`)
     generator = torch.Generator(pipe.unet.device).manual_seed(seed)
     cond = encode(pipe, layout.prompt, height, width, negative_prompt)
     shape = (1, pipe.unet.config.in_channels, height // vsf, width // vsf)
-    state = State(pipe, layout, tokens, cond, cfg, list(sched.timesteps), generator=generator, recording=recorder is not None)
+    state = State(pipe, layout, tokens, cond, cfg, list(sched.timesteps), generator=generator, recording=recorder is not None,
+                  extra_passes=recorder is not None and recorder.extra_passes)
     state.latents = (init or gaussian_init)(pipe, shape, generator)
     rec_layers = select_layers(pipe.unet, recorder.layers) if recorder is not None and recorder.layers else []
     edit = (lambda name, s: edit_attention(name, s, state)) if edit_attention else None

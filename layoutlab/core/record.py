@@ -95,18 +95,33 @@ def dim_values(dim:str, # a dimension name
     return (np.arange(n) + .5) / n if _is_grid(dim) else np.arange(n)
 
 # %% ../../nbs/core/03_record.ipynb #6c542b7d
-def _append_row(v, # an h5py dataset along `step`
+def _scale(h, # an h5py group
+           d:str # a dimension name
+          ):
+    "The dimension scale of `d` as seen from `h`: the group's own, else the nearest parent's (NetCDF-4's rule)."
+    while True:
+        if d in h and h[d].attrs.get('CLASS') == b'DIMENSION_SCALE': return h[d]
+        if h.name == '/': raise KeyError(f"dimension {d!r} is not defined in {h.name} or above")
+        h = h.parent
+
+def _rows_of(v # an h5py dataset along `step`
+            )->tuple:
+    "What appending rows to `v` needs, read once: its low-level id, the shape of a row, a one-row memory space, its dtype."
+    from h5py import h5s
+    tail = v.shape[1:]
+    return v.id, tail, None if 0 in tail else h5s.create_simple((1,) + tail), v.dtype
+
+def _append_row(w:tuple, # `_rows_of` a dataset along `step`
                 i:int, # the row to write: the dataset grows to i + 1 rows
                 row=None # its values (None: only grow, as a group's `step` dimension does)
                ):
     "Grow a dataset to i + 1 rows and write row i, through h5py's low-level calls (a third of the high-level ones' cost)."
-    from h5py import h5s
-    shape = (i + 1,) + v.shape[1:]
-    v.id.set_extent(shape)
-    if row is None or 0 in shape: return
-    space = v.id.get_space()
-    space.select_hyperslab((i,) + (0,) * (len(shape) - 1), (1,) + shape[1:])
-    v.id.write(h5s.create_simple((1,) + shape[1:]), space, np.ascontiguousarray(row, v.dtype).reshape((1,) + shape[1:]))
+    dsid, tail, mem, dtype = w
+    dsid.set_extent((i + 1,) + tail)
+    if row is None or mem is None: return
+    space = dsid.get_space()
+    space.select_hyperslab((i,) + (0,) * len(tail), (1,) + tail)
+    dsid.write(mem, space, np.ascontiguousarray(row, dtype).reshape((1,) + tail))
 
 class _NetCDF:
     "Append-by-step writer for NetCDF-4 files: variables made with h5netcdf, steps appended through h5py and flushed, so the file is always whole."
@@ -132,9 +147,18 @@ class _NetCDF:
         else: v = g.create_variable(name, dims, values.dtype, fletcher32=bool(values.size), chunks=values.shape if values.size else None); v[...] = values
         v.attrs.update(_attrs(attrs))
     def series(self, g, name, dims, shape, dtype, fill, rows, attrs):
-        v = g.create_variable(name, ('step',) + tuple(dims), dtype, fillvalue=fill if np.dtype(dtype).kind == 'f' else None,
-                              chunks=_chunks(shape), fletcher32=True)
-        v.attrs.update(_attrs(attrs))                        # earlier rows read as the fill value
+        "A per-step variable of `rows` rows made through h5py, with the bookkeeping h5netcdf would write (a tenth of its cost)."
+        h, dtype, shape = g._h5group, np.dtype(dtype), tuple(shape)
+        fill = fill if dtype.kind == 'f' else None              # earlier rows read as the fill value
+        if name in g.dimensions:                                # a dimension's own coordinate (`step`): h5netcdf swaps it for the scale
+            v = g.create_variable(name, ('step',) + tuple(dims), dtype, fillvalue=fill, chunks=_chunks(shape), fletcher32=True)
+            v.attrs.update(_attrs(attrs)); return
+        scales = [_scale(h, d) for d in ('step',) + tuple(dims)]
+        v = h.create_dataset(name, (rows,) + shape, dtype, maxshape=(None,) + tuple(s or None for s in shape), chunks=_chunks(shape), fletcher32=True, fillvalue=fill)   # an empty dimension may not hold a chunk: unlimited then
+        for k, s in enumerate(scales): v.dims[k].attach_scale(s)
+        v.attrs['_Netcdf4Coordinates'] = np.array([s.attrs['_Netcdf4Dimid'] for s in scales], 'i4')
+        if fill is not None: v.attrs['_FillValue'] = np.array([fill], dtype)
+        for k, a in _attrs(attrs).items(): v.attrs[k] = np.atleast_1d(a) if np.isscalar(a) and np.asarray(a).dtype.kind not in 'SU' else a
     def get(self, g, name): return g.variables.get(name)
     def resize(self, g, n): g.resize_dimension('step', n)
     def attrs(self, g, d): g.attrs.update(_attrs(d))
@@ -146,7 +170,7 @@ class _NetCDF:
         if self._along is None:                              # every per-step variable, and each group's `step` dimension
             f = self._h5
             groups = {name: f if name.strip('/') == '' else f[name.strip('/')] for name in rows}
-            self._along = {(name, k): g[k] for name, g in groups.items() for k in list(rows[name]) + ['step'] if k in g}
+            self._along = {(name, k): _rows_of(g[k]) for name, g in groups.items() for k in list(rows[name]) + ['step'] if k in g}
         for (name, k), v in self._along.items(): _append_row(v, i, rows[name].get(k))
         for k, v in _attrs(root_attrs).items(): self._h5.attrs[k] = v
         self._h5.flush()                                     # HDF5 writes its metadata out: the file is whole on disk
@@ -359,13 +383,15 @@ class Recorder:
                  branch:str='cond', # 'cond' or 'uncond' half of the classifier-free guidance batch
                  tokens:str='prompt', # 'prompt' (start..end token) or 'all' (the padded sequence)
                  overwrite:bool=False, # replace an earlier layoutlab recording at `path` (never anything else)
-                 background:bool=True # write each step in a background thread while the next one runs
+                 background:bool=True, # write each step in a background thread while the next one runs
+                 extra_passes:bool=True # let pieces run the passes whose only use is the recording (NAEF's gradient split, the energy after a step's last update); False records only what the run computes anyway
                 ):
         if branch not in ('cond', 'uncond'): raise ValueError(f"branch must be 'cond' or 'uncond', got {branch!r}")
         if tokens not in ('prompt', 'all'): raise ValueError(f"tokens must be 'prompt' or 'all', got {tokens!r}")
         self.path, self.layers, self.heads, self.float16, self.branch, self.tokens = path, layers, heads, float16, branch, tokens
+        if not isinstance(extra_passes, bool): raise ValueError(f"extra_passes must be True or False, got {extra_passes!r}")
         self.overwrite, self.n, self.w, self.lock, self.done, self.file = overwrite, 0, None, None, False, None
-        self.background, self._pool, self._pending, self.closed, self.failed = background, None, None, False, None
+        self.extra_passes, self.background, self._pool, self._pending, self.closed, self.failed = extra_passes, background, None, None, False, None
         if path is not None: self._check(Path(path))
 
     def __enter__(self): return self
@@ -470,7 +496,8 @@ def _start(self:Recorder, layers, token_text, n_prompt, latent_hw, attrs, phrase
     self.w.dims(root, {'step': None})
     self.w.attrs(root, self._signed({'Conventions': CONVENTIONS, 'title': 'layoutlab recording', SCHEMA_ATTR: SCHEMA_VERSION,
                         'layoutlab_version': layoutlab.__version__, 'branch': self.branch,
-                        'heads': 'per head' if self.heads else 'averaged', **attrs, 'steps_completed': 0}))
+                        'heads': 'per head' if self.heads else 'averaged',
+                        'extra_passes': 'run' if self.extra_passes else 'skipped', **attrs, 'steps_completed': 0}))
     self._new_series('/', 'step', (), np.zeros((), 'i8'))
     self._new_series('/', 'timestep', (), np.zeros((), 'f8'))
     self.w.attrs(root, self._inventory())

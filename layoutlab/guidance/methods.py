@@ -91,7 +91,7 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
     rec = state.recording   # without a recorder nothing is logged (no copy to the CPU per value) and what only a recording uses is skipped
     add = (lambda k, v: logs.setdefault(k, []).append(v.detach().float().cpu() if torch.is_tensor(v) else torch.tensor(float(v)))) if rec else (lambda k, v: None)
     for it in range(n):
-        if it == self.max_iterations and not rec: break  # the energy after the last update would only be logged
+        if it == self.max_iterations and not (rec and state.extra_passes): break  # the energy after the last update would only be logged
         z = z.detach().requires_grad_(True)
         with torch.enable_grad():
             eps, maps = _eps_and_maps(self, state, z, layers)
@@ -107,7 +107,7 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
             stop = rule
             if rule == 'energy' and self.stop_rule == 'for_good': state.memory[id(self)] = 'done'
             break
-        split = rec and 'aef' in E
+        split = rec and state.extra_passes and 'aef' in E
         g_aef = _aef_grad(self, E, z) if split else None  # the split is for the recording: one backward more under NAEF
         grad, = torch.autograd.grad(E['total'], z)
         if g_aef is None: g_aef = grad

@@ -16,7 +16,7 @@ __all__ = ['RECORDERS', 'PERF_LAYOUT', 'FLOORS', 'perf_methods', 'perf_pipeline'
            'perf_table']
 
 # %% ../../nbs/studies/21_perf.ipynb #d649ca54
-RECORDERS = ('none', 'memory', 'nc', 'zarr')                      # no recorder, Recorder() in memory, to a .nc file, to a .zarr store
+RECORDERS = ('none', 'memory', 'nc', 'zarr', 'memory_lean', 'nc_lean')  # no recorder, Recorder() in memory, to a .nc file, to a .zarr store; `_lean`: `Recorder(extra_passes=False)`
 PERF_LAYOUT = dict(prompt='a red circle and a blue square', seed=0,
                    objects=[dict(phrase='red circle', box=[.1, .1, .5, .5]), dict(phrase='blue square', box=[.5, .5, .9, .9])])
 
@@ -188,12 +188,13 @@ def run_case(pipe, layout, method:str, recorder:str, steps:int, cfg:float, size:
     if recorder not in RECORDERS: raise ValueError(f"recorder must be one of {', '.join(RECORDERS)}, got {recorder!r}")
     dev = pipe.unet.device
     with tempfile.TemporaryDirectory(prefix='layoutlab-perf-') as d:
-        path = Path(d)/f'run.{recorder}'
-        rec = None if recorder == 'none' else Recorder() if recorder == 'memory' else Recorder(path)
+        kind, lean = recorder.removesuffix('_lean'), recorder.endswith('_lean')
+        path = Path(d)/f'run.{kind}'
+        rec = None if kind == 'none' else Recorder(None if kind == 'memory' else path, extra_passes=not lean)
         with counting_passes(pipe.unet) as counts:
             s, peak, res = timed(lambda: sample(pipe, layout, method, steps=steps, cfg=cfg, seed=seed, height=size[0],
                                                 width=size[1], recorder=rec, progress=False), dev)
-        nbytes = None if rec is None else res.recording.nbytes if recorder == 'memory' else _folder_bytes(path)
+        nbytes = None if rec is None else res.recording.nbytes if kind == 'memory' else _folder_bytes(path)
         if res.recording is not None: res.recording.close()
     finite = bool(torch.isfinite(res.latents).all())
     return dict(seconds=s, peak_bytes=peak, passes=dict(counts), bytes_per_step=None if nbytes is None else nbytes / steps, finite=finite)
