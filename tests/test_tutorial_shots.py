@@ -54,9 +54,10 @@ def test_tutorial_screenshots(tmp_path):
                 page.wait_for_function(f"() => window.jupyterapp && {NB} && {NB}.sessionContext && {NB}.sessionContext.session"
                                        f" && {NB}.sessionContext.session.kernel && {NB}.sessionContext.session.kernel.status === 'idle'", timeout=90_000)
                 page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-                page.wait_for_function(f"""() => {{ const nb = {NB};
+                page.wait_for_function(f"""() => {{ const nb = {NB};   // every cell ran, or one failed (the rest then never run)
                     const cells = nb.content.widgets.filter(c => c.model.type === 'code');
-                    return cells.every(c => c.model.executionCount) && nb.sessionContext.session.kernel.status === 'idle'; }}""",
+                    const failed = cells.some(c => c.model.outputs.toJSON().some(o => o.output_type === 'error'));
+                    return (failed || cells.every(c => c.model.executionCount)) && nb.sessionContext.session.kernel.status === 'idle'; }}""",
                     timeout=400_000, polling=500)
                 errors = page.evaluate(f"() => {NB}.content.widgets.flatMap(c => c.model.type === 'code' ? c.model.outputs.toJSON() : []).filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue)")
                 assert not errors, errors
