@@ -5,7 +5,8 @@ The editor's output (with the two boxes the tutorial sets) becomes nbs/images/tu
 (step, token and method the tutorial's text names) nbs/images/tutorial_browser.png. Before each shot the kernel is
 asked what the widget shows, so a picture of another run fails the test. It runs the whole tutorial in a browser,
 so it runs only on request: `LAYOUTLAB_DOC_SHOTS=1 pytest -q tests/test_tutorial_shots.py` (it also needs
-/usr/bin/chromium). The PNGs are written with a 256-colour palette to stay small."""
+/usr/bin/chromium). The PNGs are written with a 256-colour palette to stay small;
+the raw screenshots stay in test-artifacts/."""
 import io, json, os, shutil, time
 from pathlib import Path
 import numpy as np
@@ -15,23 +16,28 @@ from test_browser import CHROMIUM, CHROMIUM_ARGS, NB, _free_port, _kernel_exec, 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT/'nbs'/'guides'/'17_tutorial.ipynb'
 IMAGES = ROOT/'nbs'/'images'
+ARTIFACTS = ROOT/'test-artifacts'
 SHOTS = os.environ.get('LAYOUTLAB_DOC_SHOTS') == '1'
 
 pytestmark = [pytest.mark.skipif(not SHOTS, reason="runs the whole tutorial in a browser: set LAYOUTLAB_DOC_SHOTS=1"),
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt-get install -y chromium)")]
 
 def small_png(shots:list, # PNG screenshots (bytes), stacked top to bottom on white
-              width:int=760, # width of the result in pixels (narrower shots are not enlarged)
-             )->bytes: # one palette PNG
-    "Stack screenshots, scale them to `width` and write a 256-colour PNG."
+             )->bytes: # one palette PNG, at the screenshots' own size
+    "Stack screenshots and write them as a 256-colour PNG (octree palette: the maps' colours survive, unlike median cut)."
     from PIL import Image
     ims = [Image.open(io.BytesIO(b)).convert('RGB') for b in shots]
     out = Image.new('RGB', (max(i.width for i in ims), sum(i.height for i in ims)), 'white')
     y = 0
     for i in ims: out.paste(i, (0, y)); y += i.height
-    if out.width > width: out = out.resize((width, round(out.height * width / out.width)), Image.LANCZOS)
-    buf = io.BytesIO(); out.quantize(256, method=Image.Quantize.MEDIANCUT).save(buf, format='PNG', optimize=True)
+    buf = io.BytesIO(); out.quantize(256, method=Image.Quantize.FASTOCTREE).save(buf, format='PNG', optimize=True)
     return buf.getvalue()
+
+def _save(name:str, shots:list):
+    "The raw screenshots to test-artifacts/, the small PNG made of them to nbs/images/."
+    ARTIFACTS.mkdir(exist_ok=True)
+    for k, b in enumerate(shots): (ARTIFACTS/f'{Path(name).stem}_{k}.png').write_bytes(b)
+    (IMAGES/name).write_bytes(small_png(shots))
 
 def _ask(page, code:str):
     "Evaluate `code` in the tutorial's kernel and return it, through JSON."
@@ -70,7 +76,7 @@ def test_tutorial_screenshots(tmp_path):
                 assert got[0] == 'a red circle and a blue square' and got[1] == ['red circle', 'blue square'] and got[3:] == ['layout_control', 50], got
                 assert np.allclose(got[2][0], [40/384, 40/384, 190/384, 190/384], atol=1e-3), got
                 out = cell.locator('.jp-OutputArea-output').first
-                (IMAGES/'tutorial_editor.png').write_bytes(small_png([out.screenshot()]))
+                _save('tutorial_editor.png', [out.screenshot()])
 
                 # the browser: controls and every section, at the step and token the text names
                 bcell = page.locator('.jp-Cell').filter(has_text='browser = editor.browser')
@@ -81,7 +87,7 @@ def test_tutorial_screenshots(tmp_path):
                 assert got[:3] == ['layout_control', 50, 0] and 'red circle' in got[3] and 'step 0 ' in got[4] and 'red circle' in got[4], got
                 n = imgs.count()
                 parts = [bcell.locator('.widget-vbox > .widget-hbox').nth(k).screenshot() for k in range(3)] + [imgs.nth(k).screenshot() for k in range(n)]
-                (IMAGES/'tutorial_browser.png').write_bytes(small_png(parts))
+                _save('tutorial_browser.png', parts)
             finally: browser.close()
     finally: _stop(proc)
     for name in ('tutorial_editor.png', 'tutorial_browser.png'):
