@@ -104,6 +104,8 @@ def _scale(h, # an h5py group
         if h.name == '/': raise KeyError(f"dimension {d!r} is not defined in {h.name} or above")
         h = h.parent
 
+def _same(a, b)->bool: return type(a) is type(b) and (np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b)
+
 def _rows_of(v # an h5py dataset along `step`
             )->tuple:
     "What appending rows to `v` needs, read once: its low-level id, the shape of a row, a one-row memory space, its dtype."
@@ -130,6 +132,7 @@ class _NetCDF:
         self.path, self.h5netcdf, self.str_dtype = path, h5netcdf, h5py.string_dtype()
         self._f = h5netcdf.File(path, 'w-', locking=False)   # fails, rather than truncates, if the file exists; no HDF5 lock (ours guards writers)
         self._h5, self._along = None, None                   # the h5py handle the steps are appended through, its variables
+        self._written = {}                                   # root attributes as a step last wrote them
     @property
     def f(self):
         if self._h5 is not None: self._h5.close(); self._h5 = None; self._along = None   # new variables go through h5netcdf
@@ -161,7 +164,7 @@ class _NetCDF:
         for k, a in _attrs(attrs).items(): v.attrs[k] = np.atleast_1d(a) if np.isscalar(a) and np.asarray(a).dtype.kind not in 'SU' else a
     def get(self, g, name): return g.variables.get(name)
     def resize(self, g, n): g.resize_dimension('step', n)
-    def attrs(self, g, d): g.attrs.update(_attrs(d))
+    def attrs(self, g, d): g.attrs.update(_attrs(d)); self._written = {}
     def append(self, i, rows, root_attrs):
         "Row i of every per-step variable, through plain h5py (a few h5py calls), then the root's attributes."
         import h5py
@@ -172,7 +175,8 @@ class _NetCDF:
             groups = {name: f if name.strip('/') == '' else f[name.strip('/')] for name in rows}
             self._along = {(name, k): _rows_of(g[k]) for name, g in groups.items() for k in list(rows[name]) + ['step'] if k in g}
         for (name, k), v in self._along.items(): _append_row(v, i, rows[name].get(k))
-        for k, v in _attrs(root_attrs).items(): self._h5.attrs[k] = v
+        for k, v in _attrs(root_attrs).items():              # only those that changed (the count and the checksums, mostly)
+            if not _same(self._written.get(k, _same), v): self._h5.attrs[k] = self._written[k] = v
         self._h5.flush()                                     # HDF5 writes its metadata out: the file is whole on disk
     def flush(self):
         if self._f is not None: self._f.close(); self._f = None; self._along = None   # new variables: list them again
