@@ -89,4 +89,4 @@ class DenseAttention:
 # %% ../../../nbs/guidance/plugins/densediffusion.ipynb #a99b0759
 METHODS = [Method('densediffusion', "DenseDiffusion: attention modulation towards the boxes, no gradients",
                   lambda pipe, over: dict(edit_attention=DenseAttention(**over.get('DenseAttention', {}))),
-                  grid=('DenseAttention', 'strength', (0.25, 0.5, 1.0, 2.0, 4.0)), short='DenseDiff', seconds=1.5)]
+                  grid=('DenseAttention', 'strength', (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)), short='DenseDiff', seconds=1.5)]
