@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 import torch
 from ...core.attention import grid_size, select_layers
-from ..pieces import check_fields, _num, _NAMES
+from ..pieces import check_fields, check_overrides, with_params, _num, _NAMES
 from ..registry import Method
 
 # %% auto #0
-__all__ = ['METHODS', 'modulate', 'self_regions', 'cross_regions', 'region_share', 'DenseAttention']
+__all__ = ['METHODS', 'modulate', 'self_regions', 'cross_regions', 'region_share', 'DenseAttention', 'build']
 
 # %% ../../../nbs/guidance/plugins/densediffusion.ipynb #e8a7d27c
 def modulate(scores:torch.Tensor, # (..., queries, keys) pre-softmax scores
@@ -87,6 +87,13 @@ class DenseAttention:
         return torch.cat([scores[:b//2], cond])
 
 # %% ../../../nbs/guidance/plugins/densediffusion.ipynb #a99b0759
-METHODS = [Method('densediffusion', "DenseDiffusion: attention modulation towards the boxes, no gradients",
-                  lambda pipe, over: dict(edit_attention=DenseAttention(**over.get('DenseAttention', {}))),
+def build(pipe, # the pipeline (no per-model defaults: the authors' values, or a shipped calibration through `overrides`)
+          overrides:dict # per piece class, parameters: `DenseAttention=dict(strength=2.)`
+         )->dict: # the seams
+    "DenseDiffusion's one seam: the attention editor."
+    piece = DenseAttention()
+    return dict(edit_attention=with_params(piece, **check_overrides(piece, overrides.get('DenseAttention', {}))))
+
+METHODS = [Method('densediffusion', "DenseDiffusion: attention modulation towards the boxes, no gradients", build,
                   grid=('DenseAttention', 'strength', (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)), short='DenseDiff', seconds=1.5)]
+
