@@ -44,6 +44,7 @@ def cross_regions(layout, # a `Layout`
 
 def region_share(same:torch.Tensor # (cells, cells) from `self_regions`
                 )->torch.Tensor: # (cells, 1): the share of the grid that belongs with each cell
+    "The area of each cell's region, as a share of the grid: what the size factor R is made of."
     return same.float().mean(-1, keepdim=True)
 
 # %% ../../../nbs/guidance/plugins/densediffusion.ipynb #c7c1cd38
@@ -65,7 +66,7 @@ class DenseAttention:
         if state.i >= self.window * state.n_steps or not state.layout.objects: return 0., 0.
         lam = (float(state.t) / state.pipe.scheduler.config.num_train_timesteps) ** self.power
         return self.strength * self.w_cross * lam, self.strength * self.w_self * lam
-    def masks(self, state, q:int, n_keys:int)->tuple: # (same (q, keys), R (q, 1)) for this layer's shape, kept for the run
+    def masks(self, state, q:int, n_keys:int, device)->tuple: # (same (q, keys), R (q, 1)) for this layer's shape, kept for the run
         memo = state.memory.setdefault(id(self), {})
         if (q, n_keys) not in memo:
             h, w = state.latents.shape[-2:]
@@ -73,7 +74,7 @@ class DenseAttention:
             same = self_regions(state.layout, gh, gw)
             r = 1 - self.size * region_share(same)
             if n_keys == state.cond.embeds.shape[1]: same = cross_regions(state.layout, state.tokens, gh, gw, n_keys)
-            memo[(q, n_keys)] = (same, r)
+            memo[(q, n_keys)] = (same.to(device), r.to(device))
         return memo[(q, n_keys)]
     def __call__(self, name, scores, state):
         wc, ws = self.weights(state)
@@ -81,9 +82,9 @@ class DenseAttention:
         cross = scores.shape[-1] == state.cond.embeds.shape[1]
         wgt = wc if cross else ws
         if wgt == 0: return scores
-        same, r = self.masks(state, *scores.shape[-2:])
+        same, r = self.masks(state, *scores.shape[-2:], scores.device)
         b = scores.shape[0]
-        cond = modulate(scores[b//2:], same.to(scores.device), wgt * r.to(scores.device, scores.dtype))
+        cond = modulate(scores[b//2:], same, wgt * r.to(scores.dtype))
         return torch.cat([scores[:b//2], cond])
 
 # %% ../../../nbs/guidance/plugins/densediffusion.ipynb #a99b0759
