@@ -61,6 +61,7 @@ from layoutlab.guidance import registry
 import layoutlab.guidance.methods, layoutlab.ui.cli, layoutlab.studies.bench
 from layoutlab.ui.widgets import available_methods
 builtin = [m.name for m in importlib.import_module(registry.BUILTIN).METHODS]
+bundled = list(registry.bundled())                                     # the plug-ins shipped in layoutlab.guidance.plugins
 imported_before = 'llplug_demo' in sys.modules                         # nothing so far asked which methods exist
 print('-- methods() --', file=sys.stderr, flush=True)
 names = list(layoutlab.methods())
@@ -73,7 +74,7 @@ runs, failed = {}, {}
 for m in ('layout_control', 'demo_lc'):
     try: runs[m] = sample(pipe, lay, m, steps=2, recorder=Recorder(layers=[]), progress=False, Guidance=dict(threshold=None, max_iterations=1)).recording
     except ValueError as e: failed[m] = str(e)      # an unknown method: each test below fails on its own assertion
-print(json.dumps(dict(builtin=builtin, names=names, again=again, imported_before=imported_before, imported_after=imported_after,
+print(json.dumps(dict(builtin=builtin, bundled=bundled, names=names, again=again, imported_before=imported_before, imported_after=imported_after,
                       lc_params=lc_params, menu=available_methods(), failed=failed,
                       recorded={m: r.attrs['method'] for m, r in runs.items()},
                       step_size={m: float(r['step_size'].isel(step=0, iteration=0)) for m, r in runs.items()},
@@ -90,7 +91,7 @@ def test_discovered_after_the_builtins(session):
     res, _ = session
     n = len(res['builtin'])
     assert n >= 2 and res['names'][:n] == res['builtin'], res['names']
-    assert res['names'][n:] == ['demo_lc'], res['names']          # the good plug-in, after the built-ins; not the broken ones
+    assert res['names'][n:] == res['bundled'] + ['demo_lc'], res['names']   # the good plug-in, after the built-ins and bundled ones; not the broken ones
     assert res['again'] == res['names']
 
 def test_each_broken_plugin_is_one_warning_line(session):

@@ -31,9 +31,9 @@ THREADS = 1   # float32 results change in the last bits with torch's thread coun
 def _api():
     "The package's sampling API, imported here and nowhere else in the golden test (update this when modules move)."
     from layoutlab import sample, load_pipeline, Recorder, load_layout
-    from layoutlab.guidance.registry import method_names, preset
+    from layoutlab.guidance.registry import method_names, preset, get_method
     return SimpleNamespace(sample=sample, load_pipeline=load_pipeline, Recorder=Recorder, load_layout=load_layout,
-                           method_names=method_names, preset=preset)
+                           method_names=method_names, preset=preset, get_method=get_method)
 
 
 # What ShapesSD's presets ran with when the fixtures were recorded (the package's per-model defaults then, one value per
