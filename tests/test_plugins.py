@@ -90,7 +90,8 @@ def test_discovered_after_the_builtins(session):
     res, _ = session
     n = len(res['builtin'])
     assert n >= 2 and res['names'][:n] == res['builtin'], res['names']
-    assert res['names'][n:] == ['demo_lc'], res['names']          # the good plug-in, after the built-ins; not the broken ones
+    from layoutlab.guidance.registry import bundled
+    assert res['names'][n:] == [*bundled(), 'demo_lc'], res['names']   # the good plug-in, after the built-ins and the bundled plug-ins; not the broken ones
     assert res['again'] == res['names']
 
 def test_each_broken_plugin_is_one_warning_line(session):
