@@ -89,10 +89,11 @@ def test_pages_show_no_blocks_of_checks(site):
     assert not bad, bad
 
 def _visible_code(nb:Path)->list:
-    "The code cells of a notebook that its page shows: not `#| hide`, not an export, not empty."
+    "The code cells of a notebook that its page shows as code: not `#| hide`, not an export, not a `show_doc` (an API entry), not empty."
     hidden = {'hide', 'export', 'exports', 'exporti', 'default_exp'}
+    code = lambda c: '\n'.join(l for l in c.source.splitlines() if not l.lstrip().startswith('#|')).strip()
     return [c for c in read_nb(nb).cells if c.cell_type == 'code' and not extract_directives(c, remove=False).keys() & hidden
-            and '\n'.join(l for l in c.source.splitlines() if not l.lstrip().startswith('#|')).strip()]
+            and code(c) and not re.fullmatch(r'show_doc\(.+\)', code(c))]
 
 def test_pages_show_every_visible_cell(site):
     "Only `#| hide` decides what a page leaves out: every other code cell is on it (no cell dropped for holding only checks)."
