@@ -1,5 +1,5 @@
 """The docs site: Sphinx + MyST-NB + the book theme, built strictly (a warning, a broken cross-reference or a notebook
-that errors fails it) from every notebook, the tutorial and the figure pages executed. Built into the project's
+that errors fails it) from every notebook, every notebook executed. Built into the project's
 `_build/docs` so executed notebooks are cached between runs (re-run only when a notebook or the package changes)."""
 import json, re
 from pathlib import Path
@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from execnb.nbio import read_nb
 from nbdev.process import extract_directives
-from layoutlab.ui.docs import build_docs, doc_notebooks, page_name, api_entries, draws_figures, n_checks, DocsError
+from layoutlab.ui.docs import build_docs, doc_notebooks, page_name, api_entries, draws_figures, n_checks, output_cells, DocsError
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT/'nbs'
@@ -88,6 +88,22 @@ def test_pages_show_no_blocks_of_checks(site):
         bad += [f"{nb.stem} cell {i}" for i, c in enumerate(page['cells']) if c['cell_type'] == 'code' and n_checks(c['source']) > 1]
     assert not bad, bad
 
+def _visible_code(nb:Path)->list:
+    "The code cells of a notebook that its page shows as code: not `#| hide`, not an export, not a `show_doc` (an API entry), not empty."
+    hidden = {'hide', 'export', 'exports', 'exporti', 'default_exp'}
+    code = lambda c: '\n'.join(l for l in c.source.splitlines() if not l.lstrip().startswith('#|')).strip()
+    return [c for c in read_nb(nb).cells if c.cell_type == 'code' and not extract_directives(c, remove=False).keys() & hidden
+            and code(c) and not re.fullmatch(r'show_doc\(.+\)', code(c))]
+
+def test_pages_show_every_visible_cell(site):
+    "Only `#| hide` decides what a page leaves out: every other code cell is on it (no cell dropped for holding only checks)."
+    bad = []
+    for nb in doc_notebooks(NBS):
+        page = json.loads((site.parent/'src'/f"{Path(page_name(nb)).stem}.ipynb").read_text())
+        shown, want = sum(c['cell_type'] == 'code' for c in page['cells']), len(_visible_code(nb))
+        if shown != want: bad.append(f"{nb.stem}: {shown} code cells on the page, {want} visible in the notebook")
+    assert not bad, bad
+
 def test_figure_pages_executed(site):
     figs = [nb for nb in doc_notebooks(NBS) if draws_figures(nb)]
     assert {'13_plots', '17_tutorial'} <= {nb.stem for nb in figs}
@@ -102,15 +118,77 @@ def test_broken_reference_fails(tmp_path):
     with pytest.raises(DocsError, match='nowhere'): build_docs(tmp_path, tmp_path/'out', execute=False)
 
 CHROMIUM = '/usr/bin/chromium'
+_BROWSER_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking']
+
+# JavaScript run in each page: the text of its code blocks as shown, and how many cells show an output
+_CELL_FACTS = """() => ({blocks: [...document.querySelectorAll('.bd-article .cell_input pre')].map(p => p.innerText),
+                        outputs: document.querySelectorAll('.bd-article .cell_output').length})"""
+
+def block_problems(code:str # a code block's text, as the page shows it
+                  )->list: # what is wrong with it (empty: nothing)
+    "A code block is broken when it holds no code (blank, or comments only) or its last line opens a block (`for ...:`) with no body, as a stripped cell does."
+    lines = [l for l in code.splitlines() if l.strip() and not l.lstrip().startswith('#')]
+    if not lines: return ['an empty code block (no code: blank or comments only)']
+    last = lines[-1].split('  #')[0].rstrip()
+    if last.endswith(':'): return [f"a code block ending in {lines[-1].strip()!r}, with no body"]
+    return []
+
+def page_problems(facts:dict, # `_CELL_FACTS` of a page: its code blocks and number of outputs
+                  want_outputs:bool # whether its notebook has cells with output (`output_cells`)
+                 )->list: # what is wrong with the page
+    "A page is broken by a broken code block, or by showing no output at all where its notebook has cells with output."
+    out = [p for b in facts['blocks'] for p in block_problems(b)]
+    if want_outputs and not facts['outputs']: out.append('no outputs, though its notebook has cells with output (is it executed?)')
+    return out
+
+def site_problems(site:Path, # a built site
+                  nbs:list # the notebooks of its pages
+                 )->list: # `page: problem`, for every page of `nbs`
+    "Open every page in Chromium and list its broken code blocks and missing outputs."
+    from playwright.sync_api import sync_playwright
+    out = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=_BROWSER_ARGS)
+        try:
+            page = browser.new_page()
+            for nb in nbs:
+                page.goto((site/page_name(nb)).as_uri()); page.wait_for_load_state('load')
+                out += [f"{page_name(nb)}: {p}" for p in page_problems(page.evaluate(_CELL_FACTS), bool(output_cells(nb)))]
+        finally: browser.close()
+    return out
+
+def test_block_problems():
+    assert block_problems('') == block_problems('  \n') == block_problems('# a comment\n') == ['an empty code block (no code: blank or comments only)']
+    assert block_problems('for regime in REGIMES:') == ["a code block ending in 'for regime in REGIMES:', with no body"]
+    assert block_problems('x = 1\nwith open(f) as g:   # read it\n') != []
+    assert block_problems('for r in R:\n    print(r)') == block_problems('d = {1: 2}\nd') == block_problems('s = "a:"\ns') == []
+    assert page_problems({'blocks': ['x = 1\nx'], 'outputs': 0}, True) == ['no outputs, though its notebook has cells with output (is it executed?)']
+    assert page_problems({'blocks': ['x = 1'], 'outputs': 0}, False) == page_problems({'blocks': ['x'], 'outputs': 1}, True) == []
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")
+def test_broken_pages_found(tmp_path):
+    "Pages built from broken notebooks are caught in the browser: a stripped loop, an empty code block, a page not executed."
+    code = nbformat.v4.new_code_cell
+    empty = code('# the checks of this example\n')   # what stripping a cell's checks leaves (MyST-NB drops a cell left blank)
+    nbs = {'01_stripped': [code('REGIMES = [1, 2]'), code('for regime in REGIMES:'), empty],
+           '02_unrun': [code('x = 1\nx')], '03_fine': [code('x = 1\nx'), code('for r in [1]:\n    print(r)')]}
+    for name, cells in nbs.items():
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f'# {name}'), *cells]), tmp_path/f'{name}.ipynb')
+    site = build_docs(tmp_path, tmp_path/'out', execute='03_fine')
+    assert site_problems(site, sorted(tmp_path.glob('*.ipynb'))) == [
+        "stripped.html: a code block ending in 'for regime in REGIMES:', with no body", 'stripped.html: an empty code block (no code: blank or comments only)',
+        'unrun.html: no outputs, though its notebook has cells with output (is it executed?)']
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")
 def test_site_in_a_browser(site):
-    "Opened from disk in Chromium: the search page finds an API entry offline. Screenshots go to test-artifacts/ (and nbs/images/ with LAYOUTLAB_DOC_SHOTS=1)."
+    "Opened from disk in Chromium: no page has a broken code block or lacks the outputs its notebook has, and the search page finds an API entry offline. Screenshots go to test-artifacts/ (and nbs/images/ with LAYOUTLAB_DOC_SHOTS=1)."
+    bad = site_problems(site, doc_notebooks(NBS))
+    assert not bad, bad
     import os
     from playwright.sync_api import sync_playwright
     shots = {'docs_home.png': 'index.html', 'docs_api.png': 'widgets.html#layoutlab.ui.widgets.RecordingBrowser', 'docs_tutorial.png': 'tutorial.html'}
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=['--no-sandbox', '--disable-gpu', '--disable-background-networking'])
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=_BROWSER_ARGS)
         try:
             page = browser.new_page(viewport={'width': 1280, 'height': 860})
             page.goto((site/'search.html').as_uri() + '?q=RecordingBrowser')
@@ -146,7 +224,7 @@ def test_maths_and_figures_render_offline(site):
         if route.request.url.startswith('file://'): route.continue_()
         else: refused.append(route.request.url); route.abort()
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=['--no-sandbox', '--disable-gpu', '--disable-background-networking'])
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=_BROWSER_ARGS)
         try:
             page = browser.new_page(viewport={'width': 1280, 'height': 860})
             page.route('**/*', only_local)

@@ -15,9 +15,9 @@ from nbdev.process import extract_directives
 from nbdev.doclinks import _nbpath2html
 
 # %% auto #0
-__all__ = ['SECTIONS', 'SITE_CSS', 'page_name', 'doc_notebooks', 'execute_nb', 'draws_figures', 'executed_nb', 'only_asserts',
-           'n_checks', 'api_entry', 'page_cells', 'link_names', 'sections', 'toc_markdown', 'link_pages',
-           'rebase_links', 'sphinx_conf', 'config_root', 'DocsError', 'api_entries', 'build_docs']
+__all__ = ['SECTIONS', 'SITE_CSS', 'page_name', 'doc_notebooks', 'execute_nb', 'draws_figures', 'executed_nb', 'n_checks',
+           'shows_output', 'output_cells', 'api_entry', 'page_cells', 'link_names', 'sections', 'toc_markdown',
+           'link_pages', 'rebase_links', 'sphinx_conf', 'config_root', 'DocsError', 'api_entries', 'build_docs']
 
 # %% ../../nbs/ui/18_docs.ipynb #4e06df03
 def page_name(nb # a notebook path
@@ -101,23 +101,14 @@ def _is_test(node)->bool:
 
 def _code(src): return '\n'.join(l for l in src.splitlines() if not l.lstrip().startswith('#|'))
 
+def _python(src)->str:
+    "A cell's Python: directives dropped, line magics and shell lines (`%...`, `!...`) replaced by `pass`."
+    return '\n'.join(l[:len(l) - len(l.lstrip())] + 'pass' if l.lstrip().startswith(('%', '!')) else l for l in _code(src).splitlines())
+
 def _blocks(n)->list:
     "The statement lists nested in a compound statement (`with`, `for`, `if`, `try`, ...)."
     out = [getattr(n, k) for k in ('body', 'orelse', 'finalbody') if isinstance(getattr(n, k, None), list)]
     return out + [h.body for h in getattr(n, 'handlers', [])]
-
-def _test_only(n)->bool:
-    "An assertion, or a compound statement holding only assertions."
-    if _is_test(n): return True
-    bs = [b for b in _blocks(n) if b]
-    return bool(bs) and not isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) and all(_test_only(s) for b in bs for s in b)
-
-def only_asserts(src:str # a code cell's source
-                )->bool: # True when every statement is an assertion (hidden from the page)
-    "A cell that only checks: it is a test, not an example."
-    try: body = ast.parse(_code(src)).body
-    except SyntaxError: return False
-    return bool(body) and all(_test_only(n) for n in body)
 
 def _checks(body)->int:
     "How many checks a list of statements holds, those nested in `for`, `with`, ... blocks included (definitions left out)."
@@ -130,10 +121,28 @@ def _checks(body)->int:
 def n_checks(src:str # a code cell's source
             )->int: # its checks (`assert`, `test_eq`, ...), one per statement; a cell magic (`%%...`) holds none
     "A cell's checks: an example ends in at most one, a block of them is a test and goes to a `#| hide` cell."
+    if _code(src).lstrip().startswith('%%'): return 0
+    return _checks(ast.parse(_python(src)).body)
+
+# %% ../../nbs/ui/18_docs.ipynb #e9dbafd8
+def shows_output(src:str # a code cell's source
+                )->bool: # True when running it puts something under the cell
+    "A cell with output: it ends in a bare value (not a check, no trailing `;`), prints, displays or draws; a cell magic counts."
     code = _code(src)
-    if code.lstrip().startswith('%%'): return 0
-    code = '\n'.join(l[:len(l) - len(l.lstrip())] + 'pass' if l.lstrip().startswith(('%', '!')) else l for l in code.splitlines())
-    return _checks(ast.parse(code).body)
+    if code.lstrip().startswith('%%'): return True
+    try: body = ast.parse(_python(src)).body
+    except SyntaxError: return False
+    if not body: return False
+    if isinstance(body[-1], ast.Expr) and not _is_test(body[-1]) and not code.rstrip().endswith(';'): return True
+    called = {n.func.id for s in body for n in ast.walk(s) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    return bool(called & {'print', 'display'}) or bool(_DRAWS.search(code))
+
+def output_cells(path # a notebook
+                )->list: # ids of its cells with output that its page shows
+    "The cells whose outputs the page must show: seen by a reader (not `#| hide`, not an export), run by `nbdev_test`, with output."
+    nb, flags = read_nb(path), _flags()
+    seen = lambda c: not extract_directives(c, remove=False).keys() & {'hide', 'export', 'exports', 'exporti', 'default_exp'}
+    return [c.id for c in nb.cells if c.cell_type == 'code' and seen(c) and not _skipped(c, flags) and shows_output(c.source)]
 
 # %% ../../nbs/ui/18_docs.ipynb #66139272
 class _Shown:
@@ -262,7 +271,7 @@ def _outputs(outs)->list:
 def page_cells(nb, # a notebook (read with `read_nb`, executed or not)
                module:str=None # the module it exports (default: from its `#| default_exp`)
               )->tuple: # (cells of the page, {name: full name} of its API entries)
-    "What a notebook's page shows: prose, examples as written (a cell that only checks left out), outputs, and an API entry per exported name."
+    "What a notebook's page shows: prose, every other cell as written with its outputs, and an API entry per exported name."
     module = module or _module_of(nb)
     shown = {m.group(1).strip() for c in nb.cells if c.cell_type == 'code' for m in [_SHOW.match(_code(c.source))] if m}
     cells, api, first_md = [], {}, True
@@ -285,7 +294,7 @@ def page_cells(nb, # a notebook (read with `read_nb`, executed or not)
                 if name in shown: continue
                 md(api_entry(_resolve(name, module), name, module)); api[name] = f"{module}.{name}"
             continue
-        if 'hide' in d or 'default_exp' in d or only_asserts(c.source): continue
+        if 'hide' in d or 'default_exp' in d: continue
         code = _code(c.source).strip('\n')
         outs = _outputs(c.get('outputs'))
         if not code and not outs: continue
@@ -432,7 +441,7 @@ def api_entries(page:str # a page's HTML
 # %% ../../nbs/ui/18_docs.ipynb #e20a3538
 def build_docs(nbs='nbs', # the notebooks folder
                out=None, # build folder (default: `_build/docs` in the project): `src/` (prepared notebooks, conf.py), `cache/` (executed notebooks), `html/` (the site)
-               execute='figures', # run notebooks for their outputs: 'figures' (the tutorial and pages that draw), True, False, or names/globs
+               execute=True, # run notebooks for their outputs: True (all), 'figures' (the tutorial and pages that draw), False, or names/globs
                only=None, # build only these notebooks (names or globs); default: all of `doc_notebooks(nbs)`
                strict:bool=True, # fail on any Sphinx warning (`-W`, nitpicky cross-references)
                jobs:int=1 # Sphinx's parallel jobs
