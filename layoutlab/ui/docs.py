@@ -16,8 +16,9 @@ from nbdev.doclinks import _nbpath2html
 
 # %% auto #0
 __all__ = ['SECTIONS', 'SITE_CSS', 'page_name', 'doc_notebooks', 'execute_nb', 'draws_figures', 'executed_nb', 'n_checks',
-           'shows_output', 'output_cells', 'api_entry', 'page_cells', 'link_names', 'sections', 'toc_markdown',
-           'link_pages', 'rebase_links', 'sphinx_conf', 'config_root', 'DocsError', 'api_entries', 'build_docs']
+           'shows_output', 'output_cells', 'api_entry', 'page_cells', 'link_names', 'plugin_pages', 'sections',
+           'toc_markdown', 'link_pages', 'rebase_links', 'sphinx_conf', 'config_root', 'DocsError', 'api_entries',
+           'build_docs']
 
 # %% ../../nbs/ui/18_docs.ipynb #4e06df03
 def page_name(nb # a notebook path
@@ -325,12 +326,19 @@ SECTIONS = (('Get started', ('index', '17_tutorial')),
             ('Studies', ('20_ablation', '19_bench', '19a_regimes', '19b_tasks', '19c_calibration', '21_perf', '10_shapes', '11_train_shapes', '12_metrics', '12a_judge')),
             ('Reference', ()))   # notebooks by file name (as prose names them); every page not named above goes to the last
 
+def plugin_pages()->list: # page names of the bundled plug-in methods' notebooks (`nbs/guidance/plugins/`)
+    "The bundled plug-ins' pages, which join the Methods section after the pages it names (a module each, named as its notebook)."
+    import pkgutil, layoutlab.guidance.plugins as plugins
+    return sorted(m.name for m in pkgutil.iter_modules(plugins.__path__))
+
 def sections(names:list # the site's page names (e.g. `tutorial`), in file order
             )->list: # (caption, page names) in reading order, empty sections left out
     "The sidebar's sections: each page where `SECTIONS` puts its notebook, the rest in the last one, in file order."
     page = lambda nb: Path(page_name(nb + '.ipynb')).stem
     named = {page(n) for _, ns in SECTIONS for n in ns}
-    out = [(cap, [page(n) for n in ns if page(n) in names]) for cap, ns in SECTIONS[:-1]]
+    listed = [(cap, tuple(ns) + (tuple(plugin_pages()) if cap == 'Methods' else ())) for cap, ns in SECTIONS[:-1]]
+    named |= set(plugin_pages())
+    out = [(cap, [page(n) for n in ns if page(n) in names]) for cap, ns in listed]
     out.append((SECTIONS[-1][0], [n for n in names if n not in named]))
     return [(cap, ns) for cap, ns in out if ns]
 
