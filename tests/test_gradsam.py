@@ -144,6 +144,32 @@ def test_latent_importance_chunking_and_branch(pipe):
     assert G.latent_importance(cap.maps, eps, [], chunk=8).shape == (0, 4, 16, 16)
     with pytest.raises(ValueError, match='chunk must be an integer >= 1'): G.latent_importance({}, eps, tokens, chunk=0)
 
+def _plain_importance(maps, eps, tokens):
+    "The straightforward reading: one `autograd.grad` per output element of the last branch, A ⊙ ReLU(∂ε/∂A) summed over layers, heads, queries and tokens."
+    flat, maps = eps[-1].flatten(), list(maps.values())
+    out = torch.zeros(len(tokens), flat.numel())
+    for e in range(flat.numel()):
+        gs = torch.autograd.grad(flat[e], maps, retain_graph=True, allow_unused=True)
+        for m, g in zip(maps, gs):
+            if g is None: continue
+            s = (m[-1].detach() * g[-1].clamp(min=0)).sum((0, 1))           # (tokens,)
+            for k, t in enumerate(tokens): out[k, e] += s[t].sum()
+    return out.view(len(tokens), *eps.shape[1:])
+
+def test_fast_path_equals_the_plain_loop_over_every_element(pipe):
+    "The seam's path (`_forward_at` without a graph to the weights, `latent_importance` in default chunks) against an ordinary forward and a loop."
+    from types import SimpleNamespace
+    cond, tokens = encode(pipe, LAY.prompt, 64, 64), LAY.token_indices(pipe.tokenizer)
+    z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))          # 256 latent elements, every one checked
+    maps, eps = G._forward_at(GradSAM(None), SimpleNamespace(pipe=pipe, cond=cond, capture=None), z, 500)
+    with torch.enable_grad(): fast = G.latent_importance(maps, eps, tokens)
+    with capture_attention(pipe.unet, '*attn2', grad=True) as cap, torch.enable_grad():
+        e = pipe.unet(z.clone().requires_grad_(True), 500, **cond.unet_kwargs(slice(-1, None))).sample
+        plain = _plain_importance(cap.maps, e, tokens)
+    assert G.latent_importance.__defaults__[-1] == 16 and GradSAM(None).chunk == 16
+    assert plain.shape == (2, 4, 8, 8) and (plain > 0).any() and (plain >= 0).all()
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-9)
+
 def test_channel_masks_per_channel():
     imp = torch.zeros(2, 3, 8, 8)
     imp[0, 0, :2, :2] = 1; imp[0, 1, 6:, 6:] = 1; imp[1, 2, 3:5, 3:5] = 1
