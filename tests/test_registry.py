@@ -119,7 +119,7 @@ def test_the_studies_read_their_methods_from_the_registry():
     assert ablation.study_contrasts() == [('naef_adaptive', 'naef_backprop'), ('naef_backprop', 'aef_adaptive'), ('aef_adaptive', 'aef_backprop'),
                                           ('naef_adaptive', 'aef_adaptive'), ('naef_backprop', 'aef_backprop')]
     assert [ablation.label(m) for m in ablation.table_methods()] == ['none', 'AEF+BP', 'NAEF+BP', 'AEF+Ada', 'NAEF+Ada', 'Layout-Control', 'iLGD']
-    assert perf.perf_methods() == ['none', 'layout_control', 'winwinlay', 'ilgd']
-    assert {m: perf.floor_kind(m) for m in perf.perf_methods()} == dict(none='unguided', layout_control='energy', winwinlay='energy_eps', ilgd='loss')
+    assert perf.perf_methods() == ['none', 'layout_control', 'winwinlay', 'ilgd', 'sali', 'gradsam']
+    assert {m: perf.floor_kind(m) for m in perf.perf_methods()} == dict(none='unguided', layout_control='energy', winwinlay='energy_eps', ilgd='loss', sali='energy', gradsam='energy')
     assert theorem41.study_conditions() == ('none', 'aef_backprop', 'naef_backprop', 'winwinlay', 'kick')
     assert theorem41.study_overrides() == {'winwinlay': {'Guidance': {'score': 'cfg'}}}
