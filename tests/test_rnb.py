@@ -79,12 +79,12 @@ def test_energy_falls_after_a_gradient_step():
         assert E['per_object'].shape == (1, 2)
         torch.testing.assert_close(E['per_object'], E['region'] + E['boundary'])
         g, = torch.autograd.grad(E['total'], logits)
-        assert float(e(*toy(logits.detach() - .5 * g), 10)['energy']) < float(E['energy'])
+        assert float(e(*toy(logits.detach() - .5 * g), 10)['energy']) < float(E['energy'].detach())
 
 def test_placed_objects_add_nothing():
     placed = torch.full((8, 8), -20.); placed[:4, :4] = 5.
     E = RegionBoundary()(*toy(placed.requires_grad_(True)), 10)
-    assert float(E['iou'].min()) >= .85 and float(E['energy']) == 0. and E['total'].requires_grad
+    assert float(E['iou'].min()) >= .85 and float(E['energy'].detach()) == 0. and E['total'].requires_grad
 
 def test_phrase_maps_resize_and_average():
     "A 2×2 layer and a 4×4 layer: each resized to 4×4 (bilinear), then averaged; heads averaged first."
