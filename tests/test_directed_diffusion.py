@@ -103,3 +103,16 @@ def test_cli_generate(tmp_path):
     assert rec.attrs['method'] == 'directed_diffusion'
     assert json.loads(rec.attrs['params'])['edit_attention']['piece'] == 'DirectedAttention'
     assert rec['directed_gain'].values.tolist() == [9., 0., 0., 0.]
+
+def test_edit_moves_phrase_attention_into_the_boxes(pipe):
+    "At step 0 (same latent in both runs), each phrase's conditional cross-attention mass inside its box grows."
+    from layoutlab import Recorder
+    lay = load_layout(LAYOUT)
+    def inside(method):
+        rec = sample(pipe, lay, method, steps=4, recorder=Recorder(layers='*attn2'), progress=False).recording
+        key = next(k for k in rec.children if k.startswith('attention_'))
+        a = rec[key].attention.isel(step=0).mean('layer')
+        m = lay.masks(a.sizes['y'], a.sizes['x']).numpy()
+        return [float((a.isel(token=t).sum('token').values * m[k]).sum()) for k, t in enumerate(lay.token_indices(pipe.tokenizer))]
+    base, dd = inside('none'), inside('directed_diffusion')
+    assert all(d > 2 * b for d, b in zip(dd, base)), (base, dd)
