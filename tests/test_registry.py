@@ -49,18 +49,18 @@ def test_generate_help_lists_every_method_with_its_label(extra):
     assert 'zz_registry_test: a method of the registry test' in out
 
 def test_generate_help_in_a_fresh_process_reads_the_source_without_torch():
-    "Without the registry loaded, `--help` reads the built-in list's source: every built-in method with its label, no torch."
+    "Without the registry loaded, `--help` reads the built-in list's and the bundled plug-ins' source: every such method with its label, no torch."
     code = ("import sys; from layoutlab.ui.cli import app, method_menu; m = method_menu(); "
             "print(repr(m)); print(sorted({'torch', 'diffusers'} & set(sys.modules)))")
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env={**os.environ, 'PYTHONPATH': str(PKG.parent)})
     assert r.returncode == 0, r.stderr
     menu, loaded = r.stdout.strip().splitlines()
-    assert eval(menu) == [(m.name, m.label, tuple(m.tags)) for m in importlib.import_module(registry.BUILTIN).METHODS]
+    assert eval(menu) == [(m.name, m.label, tuple(m.tags)) for m in [*importlib.import_module(registry.BUILTIN).METHODS, *registry.bundled().values()]]
     assert loaded == '[]'
     r = subprocess.run([sys.executable, '-c', 'from layoutlab.ui.cli import app; app()', 'generate', '--help'], capture_output=True, text=True,
                        env={**os.environ, 'PYTHONPATH': str(PKG.parent), 'COLUMNS': '200'})
     assert r.returncode == 0, r.stderr
-    assert all(flat(f'{m.name}: {m.label}') in flat(r.stdout) for m in methods().values() if m.name in BUILTIN)
+    assert all(flat(f'{m.name}: {m.label}') in flat(r.stdout) for m in methods().values() if m.name in BUILTIN or m.name in registry.bundled())
 
 def test_the_cli_defaults_are_the_registry_tags(extra):
     from layoutlab.ui.cli import default_method, tagged_names, method_menu

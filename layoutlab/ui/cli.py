@@ -177,6 +177,7 @@ def write_file(path:Path, # where the file goes
 
 # %% ../../nbs/ui/16_cli.ipynb #776524e7
 _BUILTIN = 'layoutlab.guidance.methods'  # where the registry's built-in methods are (`registry.BUILTIN`): read here, not imported
+_PLUGINS = 'layoutlab.guidance.plugins'  # the bundled plug-ins' package (`registry.PLUGINS`): read here, not imported
 _GROUP = 'layoutlab.methods'  # the registry's entry-point group of plug-ins (`registry.GROUP`)
 
 def _literal(node, default=None):
@@ -191,11 +192,11 @@ def builtin_menu()->tuple: # (name, label, tags) of each built-in method, in men
     if 'menu' not in _READ: _READ['menu'] = _read_menu()
     return _READ['menu']
 
-def _read_menu()->tuple:
+def _menu_of(path:Path)->list:
+    "(name, label, tags) of each `Method(...)` in a module's `METHODS` list, read from its source; [] when it has none."
     import ast
-    from importlib.util import find_spec
-    try: tree = ast.parse(Path(find_spec(_BUILTIN).origin).read_text())
-    except (ImportError, AttributeError, OSError, SyntaxError): return ()
+    try: tree = ast.parse(Path(path).read_text())
+    except (OSError, SyntaxError, ValueError): return []
     calls = next((n.value.elts for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.value, (ast.List, ast.Tuple))
                   and any(isinstance(t, ast.Name) and t.id == 'METHODS' for t in n.targets)), [])
     out = []
@@ -204,7 +205,20 @@ def _read_menu()->tuple:
         args = {**dict(zip(('name', 'label', 'build', 'grid', 'inherits', 'tags'), c.args)), **{k.arg: k.value for k in c.keywords}}
         name, label, tags = _literal(args.get('name')), _literal(args.get('label'), ''), _literal(args.get('tags'), ())
         if isinstance(name, str): out.append((name, label if isinstance(label, str) else '', tuple(tags) if isinstance(tags, (list, tuple)) else ()))
-    return tuple(out)
+    return out
+
+def _read_menu()->tuple:
+    "The built-in methods, then the bundled plug-ins module by module (as the registry orders them), a name once."
+    from importlib.util import find_spec
+    try: spec, plugins = find_spec(_BUILTIN), find_spec(_PLUGINS)
+    except (ImportError, AttributeError, ValueError): return ()
+    if spec is None or spec.origin is None: return ()
+    files = [Path(spec.origin)] + (sorted(p for d in plugins.submodule_search_locations for p in Path(d).glob('*.py') if not p.name.startswith('_'))
+                                   if plugins is not None else [])
+    out = {}
+    for f in files:
+        for name, label, tags in _menu_of(f): out.setdefault(name, (name, label, tags))
+    return tuple(out.values())
 
 def method_menu()->list: # (name, label, tags) of every method, in menu order
     "The methods as `--help` lists them: the registry's when it is loaded (plug-ins and this session's included), else the built-in ones (`builtin_menu`), so that `--help` imports no torch."
