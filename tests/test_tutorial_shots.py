@@ -7,11 +7,14 @@ asked what the widget shows, so a picture of another run fails the test. It runs
 so it runs only on request: `LAYOUTLAB_DOC_SHOTS=1 pytest -q tests/test_tutorial_shots.py` (it also needs
 /usr/bin/chromium). The PNGs are written with a 256-colour palette to stay small;
 the raw screenshots stay in test-artifacts/."""
-import io, json, os, shutil, time
+import importlib.util, io, json, os, shutil, sys, time
 from pathlib import Path
 import numpy as np
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_ARGS, NB, _free_port, _kernel_exec, _start_lab, _stop
+_spec = importlib.util.spec_from_file_location('test_browser', Path(__file__).resolve().parent/'test_browser.py')
+_tb = sys.modules.get('test_browser') or importlib.util.module_from_spec(_spec)
+if 'test_browser' not in sys.modules: sys.modules['test_browser'] = _tb; _spec.loader.exec_module(_tb)   # a file of this folder, not a distribution
+CHROMIUM, CHROMIUM_ARGS, NB, _free_port, _kernel_exec, _start_lab, _stop = (getattr(_tb, k) for k in ('CHROMIUM', 'CHROMIUM_ARGS', 'NB', '_free_port', '_kernel_exec', '_start_lab', '_stop'))
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT/'nbs'/'guides'/'17_tutorial.ipynb'
