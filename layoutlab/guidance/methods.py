@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal
-from .pieces import Composed, check_fields, check_choices, parameters, with_params, check_overrides, _close, _int, _num, _or_none, _NAMES, _LAYERS
+from .pieces import Composed, check_fields, check_choices, parameters, with_params, check_overrides, tuned, edit_conditional, _close, _int, _num, _or_none, _NAMES, _LAYERS
 import numpy as np
 import torch
 from ..core.attention import guidance_layers, select_layers
@@ -179,14 +179,12 @@ class Injection:
     def __call__(self, name, scores, state):
         if not self.start <= state.i < self.stop or not state.layout.objects or not _match(name, self.layers): return scores
         sigma = sigma_from_alpha_bar(state.alpha_bar)
-        b = scores.shape[0]
         h, w = state.latents.shape[-2:]
         from layoutlab.core.attention import grid_size
         gh, gw = grid_size(scores.shape[-2], w / h)
         masks = state.layout.masks(gh, gw).flatten(1)
-        cond = inject_logits(scores[b//2:], masks, state.tokens, sigma, self.nu_prime)
         if name == _first(state): state.log('injection_weight', self.nu_prime * math.log1p(sigma))
-        return torch.cat([scores[:b//2], cond])
+        return edit_conditional(scores, lambda c: inject_logits(c, masks, state.tokens, sigma, self.nu_prime))
 
 def _match(name, pattern):
     from fnmatch import fnmatch
@@ -264,21 +262,14 @@ class GradSAMFromReference:
         return gradsam_manipulation(encode_image(pipe, ref, height, width), timesteps_to_apply=self.timesteps,
                                     sigma=self.sigma, dilate=self.dilate, importance=self.importance, chunk=self.chunk)
 
-# %% ../../nbs/guidance/09_methods.ipynb #bcfecf85
-def _tuned(cls, over, **kw):
-    "A piece with the preset's keywords, then the overrides `preset` hands in (the model's calibrated values under the caller's)."
-    piece = cls(**kw)
-    return with_params(piece, **check_overrides(piece, over.get(cls.__name__, {})))
-
-
 # %% ../../nbs/guidance/09_methods.ipynb #ff2570de
 def _guided(energy, update, **kw):
     "A builder of one `Guidance` seam with this energy and update class (and the preset's other keywords)."
-    return lambda pipe, over: dict(before_step=_tuned(Guidance, over, energy=energy(), update=update(), **kw))
+    return lambda pipe, over: dict(before_step=tuned(Guidance, over, energy=energy(), update=update(), **kw))
 
 def _on_top(base, seam, cls):
     "A builder: method `base`'s pieces, plus `cls` (built per layout) at `seam`."
-    return lambda pipe, over: {seam: _tuned(cls, over), **_BASE[base](pipe, over)}
+    return lambda pipe, over: {seam: tuned(cls, over), **_BASE[base](pipe, over)}
 
 _STEP, _R = [0.1, 0.3, 1.0, 3.0, 10.0], [0.02, 0.06, 0.12, 0.25, 0.5, 1.0]  # published values (1.0, 0.06) and ShapesSD's (1.0, 0.25) inside
 _STEP_LOW = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]  # NAEF × backprop chose 0.1, the lower edge of _STEP: widened downwards
@@ -304,7 +295,7 @@ METHODS = [
            grid=('Guidance', 'r', _R), inherits='winwinlay', short='NAEF+Ada', factors=dict(energy='NAEF', update='adaptive'), paper=dict(AP50=49.2),
            tags=('calibrate', 'ablation')),
     Method('ilgd', "iLGD: early attention injection and weak loss guidance",
-           lambda pipe, over: dict(edit_attention=_tuned(Injection, over), noise_pred=_tuned(LossGuidance, over)),
+           lambda pipe, over: dict(edit_attention=tuned(Injection, over), noise_pred=tuned(LossGuidance, over)),
            grid=('LossGuidance', 'eta', [0.03, 0.1, 0.32, 1.0, 3.2, 10.0, 32.0]), short='iLGD', seconds=1.5, tags=('bench', 'calibrate', 'ablation', 'perf')),
     Method('sali', "spatial-aware latent initialisation from a layout reference, then Layout-Control",
            _on_top('layout_control', 'init', SpatialAware), inherits='layout_control', tags=('bench', 'perf')),

@@ -10,7 +10,7 @@ from typing import Literal
 
 # %% auto #0
 __all__ = ['check_fields', 'choices', 'check_choices', 'parameters', 'with_params', 'check_overrides', 'param_docs',
-           'param_choices', 'Composed']
+           'param_choices', 'tuned', 'edit_conditional', 'Composed']
 
 # %% ../../nbs/guidance/04b_pieces.ipynb #e5d6e7f8
 import numbers
@@ -98,6 +98,23 @@ def param_choices(piece # a piece
     "The fixed choices of a piece's parameters, as menus offer them."
     return {f.name: choices(p, f.name) for p in _parts(piece) for f in fields(p) if choices(p, f.name) is not None}
 
+
+# %% ../../nbs/guidance/04b_pieces.ipynb #c2ccf8e5
+def tuned(cls, # a piece class
+          over:dict, # per piece class name, parameters: what `preset` hands a builder (calibrated values under the caller's)
+          **kw # the preset's own keywords for the piece
+         ):
+    "A piece with the preset's keywords, then the overrides for its class (an unknown name is an error listing the parameters)."
+    piece = cls(**kw)
+    return with_params(piece, **check_overrides(piece, over.get(cls.__name__, {})))
+
+def edit_conditional(scores, # attention scores of a CFG batch `[uncond, cond]` (a conditional-only pass: all of it)
+                     edit # `edit(conditional scores) -> edited scores`
+                    ):
+    "An attention edit applied to the conditional half of the batch only, as iLGD's, DenseDiffusion's and Directed Diffusion's authors do."
+    import torch
+    b = scores.shape[0]
+    return torch.cat([scores[:b // 2], edit(scores[b // 2:])])
 
 # %% ../../nbs/guidance/04b_pieces.ipynb #d59212cd
 _MOVES = {'latent': 'the latent z_t', 'eps': 'the noise prediction ε'}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import torch
 from ...core.attention import grid_size, select_layers
-from ..pieces import check_fields, check_overrides, with_params, _num, _NAMES
+from ..pieces import check_fields, tuned, edit_conditional, _num, _NAMES
 from ..registry import Method
 
 # %% auto #0
@@ -83,17 +83,14 @@ class DenseAttention:
         wgt = wc if cross else ws
         if wgt == 0: return scores
         same, r = self.masks(state, *scores.shape[-2:], scores.device)
-        b = scores.shape[0]
-        cond = modulate(scores[b//2:], same, wgt * r.to(scores.dtype))
-        return torch.cat([scores[:b//2], cond])
+        return edit_conditional(scores, lambda c: modulate(c, same, wgt * r.to(scores.dtype)))
 
 # %% ../../../nbs/guidance/plugins/densediffusion.ipynb #a99b0759
 def build(pipe, # the pipeline (no per-model defaults: the authors' values, or a shipped calibration through `overrides`)
           overrides:dict # per piece class, parameters: `DenseAttention=dict(strength=2.)`
          )->dict: # the seams
     "DenseDiffusion's one seam: the attention editor."
-    piece = DenseAttention()
-    return dict(edit_attention=with_params(piece, **check_overrides(piece, overrides.get('DenseAttention', {}))))
+    return dict(edit_attention=tuned(DenseAttention, overrides))
 
 METHODS = [Method('densediffusion', "DenseDiffusion: attention modulation towards the boxes, no gradients", build,
                   grid=('DenseAttention', 'strength', (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)), short='DenseDiff', seconds=1.5)]

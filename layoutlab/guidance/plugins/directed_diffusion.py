@@ -9,7 +9,7 @@ import math
 import torch
 from ...core.attention import grid_size, select_layers
 from ...core.layout import prompt_ids
-from ..pieces import check_fields, check_overrides, with_params, _num, _int, _NAMES
+from ..pieces import check_fields, tuned, edit_conditional, _num, _int, _NAMES
 from ..registry import Method
 
 # %% auto #0
@@ -90,17 +90,15 @@ class DirectedAttention:
         g = self.gain_at(state)
         state.log('directed_gain', 0. if g is None else g); state.log('directed_strength', 0. if g is None else self.strength)
         if g is None or scores.shape[-1] != state.cond.embeds.shape[1]: return scores
-        b = scores.shape[0]
-        cond = directed_scores(scores[b//2:], self.regions(state, *scores.shape[-2:]), g, self.outside, self.strength)
-        return torch.cat([scores[:b//2], cond])
+        regions = self.regions(state, *scores.shape[-2:])
+        return edit_conditional(scores, lambda c: directed_scores(c, regions, g, self.outside, self.strength))
 
 # %% ../../../nbs/guidance/plugins/directed_diffusion.ipynb #bc1364fd
 def build(pipe, # the pipeline (no per-model defaults: the authors' values, or a shipped calibration through `overrides`)
           overrides:dict # per piece class, parameters: `DirectedAttention=dict(strength=2.)`
          )->dict: # the seams
     "Directed Diffusion's one seam: the attention editor."
-    piece = DirectedAttention()
-    return dict(edit_attention=with_params(piece, **check_overrides(piece, overrides.get('DirectedAttention', {}))))
+    return dict(edit_attention=tuned(DirectedAttention, overrides))
 
 METHODS = [Method('directed_diffusion', "Directed Diffusion: cross-attention strengthened in the boxes, weakened elsewhere, no gradients", build,
                   grid=('DirectedAttention', 'strength', (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)), short='DirectedDiff', seconds=1.5)]
