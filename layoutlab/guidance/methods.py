@@ -64,14 +64,16 @@ def _log_split(add, g_aef, g_kl):
     add('grad_norm_aef', na); add('grad_norm_kl', nk)
     add('grad_cos_aef_kl', (g_aef * g_kl).sum() / (na * nk) if na > 0 and nk > 0 else math.nan)
 
-def _phrase_attention(maps, tokens, hw):
-    "Phrase attention (objects, h, w) averaged over layers, heads and phrase tokens, at the finest energy grid."
+def _phrase_attention(maps, tokens, hw, n_text:int):
+    "Phrase attention (objects, h, w) averaged over cross-attention layers (`n_text` keys), heads and phrase tokens, at the finest energy grid; None without one."
     out = []
     for a in maps.values():
+        if a.shape[-1] != n_text: continue                         # a self-attention map (an energy may read both kinds)
         a = a.detach().float().mean(1)[0]                          # (q, tokens)
         h, w = hw(a.shape[0])
         per = torch.stack([a[:, t].mean(-1) for t in tokens]).view(len(tokens), 1, h, w)
         out.append(per)
+    if not out: return None
     H = max(o.shape[-2] for o in out); W = max(o.shape[-1] for o in out)
     return torch.stack([torch.nn.functional.interpolate(o, size=(H, W), mode='nearest')[:, 0] for o in out]).mean(0)
 
@@ -100,7 +102,8 @@ def _guidance_call(self:Guidance, state)->torch.Tensor:
         add('energy', e); add('energy_object', E['per_object'][0]); add('inside', E['inside'][0])
         if 'aef' in E: add('energy_aef', E['aef'][0])   # an energy without an AEF part (iLGD's loss) logs no split
         if 'kl' in E: add('energy_kl', E['kl'][0])
-        if rec: add('guidance_attention', _phrase_attention(maps, state.tokens, hw))
+        pa = _phrase_attention(maps, state.tokens, hw, state.cond.embeds.shape[1]) if rec else None
+        if pa is not None: add('guidance_attention', pa)
         add('latent_rms', z.detach().norm() / math.sqrt(z.numel()))
         rule = layout_control_stop(0, it, e, self.threshold if self.threshold is not None else -math.inf, self.max_iterations, 1)
         if rule:
@@ -147,7 +150,7 @@ class RandomKick:
         for it in range(len(ns) + 1):
             state.capture.clear()
             with torch.no_grad(): predict_noise(state, z, cfg=False)
-            atts.append(_phrase_attention({k: state.capture.maps[k][-1:] for k in layers}, state.tokens, hw))
+            atts.append(_phrase_attention({k: state.capture.maps[k][-1:] for k in layers}, state.tokens, hw, state.cond.embeds.shape[1]))
             if it == len(ns): break
             u = torch.randn(z.shape, generator=g).to(z)
             z_new = z + ns[it] * u / u.norm()
