@@ -106,15 +106,9 @@ def test_preset_and_named_once():
             if p.name != '_modidx.py' and "'attention_refocusing'" in p.read_text()]
     assert mods == ['guidance/plugins/attention_refocusing.py']
 
-def test_cli_generate(tmp_path):
+def test_cli_generate(generate_cli):
     "`layoutlab generate two-shapes --method attention_refocusing --steps 4`: an image, and a recording with the terms."
-    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
-    r = subprocess.run([sys.executable, '-c', 'from layoutlab.ui.cli import app; app(prog_name="layoutlab")', 'generate', 'two-shapes',
-                        '--method', 'attention_refocusing', '--out', str(tmp_path), '--steps', '4', '--no-figure'], capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path/'image.png').stat().st_size > 0
-    rec = load_recording(tmp_path/'recording.nc')
-    assert rec.attrs['method'] == 'attention_refocusing'
+    rec = generate_cli('attention_refocusing')
     ps = json.loads(rec.attrs['params'])['before_step']
     assert ps['piece'] == 'Guidance' and ps['energy'] == 'refocus'
     assert all(k in rec for k in ('cross_loss', 'self_loss', 'max_inside', 'loss_scale', 'energy'))

@@ -70,13 +70,8 @@ def test_preset_and_overrides():
     assert (g.update.step_scale, g.energy.phrase, g.guided_steps, g.max_iterations, g.refine_at) == (0.3, 'mean', 25, 1, (0, 10, 20))
     with pytest.raises(ValueError, match='step_scale'): m.build(None, {'Guidance': dict(stepscale=1)})
 
-def test_generate_with_boxdiff(tmp_path):
-    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
-    r = subprocess.run([*CLI, 'generate', 'two-shapes', '--method', 'boxdiff', '--model', 'shapes', '--steps', '4',
-                        '--param', 'Guidance.refine_iterations=2', '--out', str(tmp_path/'o'), '--no-figure'], capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr
-    rec = load_recording(tmp_path/'o'/'recording.nc')
-    assert rec.attrs['method'] == 'boxdiff'
+def test_generate_with_boxdiff(generate_cli):
+    rec = generate_cli('boxdiff', '--model', 'shapes', '--param', 'Guidance.refine_iterations=2')
     assert json.loads(rec.attrs['params'])['before_step']['energy'] == 'boxdiff'
     assert rec['boxdiff_inner'].dims == ('step', 'object') and rec.sizes['object'] == 2
     assert int(rec['refine_updates'].isel(step=0)) <= 2

@@ -98,15 +98,9 @@ def test_registered_and_named_once():
             if p.name != '_modidx.py' and "'densediffusion'" in p.read_text()]
     assert mods == ['guidance/plugins/densediffusion.py']
 
-def test_cli_generate(tmp_path):
+def test_cli_generate(generate_cli):
     "`layoutlab generate two-shapes --method densediffusion`: the shipped layout, a few steps, a recording that shows the strength."
-    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
-    r = subprocess.run([sys.executable, '-c', 'from layoutlab.ui.cli import app; app(prog_name="layoutlab")', 'generate', 'two-shapes',
-                        '--method', 'densediffusion', '--out', str(tmp_path), '--steps', '4', '--no-figure'], capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path/'image.png').stat().st_size > 0
-    rec = load_recording(tmp_path/'recording.nc')
-    assert rec.attrs['method'] == 'densediffusion'
+    rec = generate_cli('densediffusion')
     assert json.loads(rec.attrs['params'])['edit_attention']['piece'] == 'DenseAttention'
     mc = rec['modulation_cross'].values
     assert mc[0] > 0 and mc[-1] == 0                       # the first 30% of 4 steps: step 0 only

@@ -92,15 +92,9 @@ def test_registered_and_named_once():
             if p.name != '_modidx.py' and 'directed_diffusion' in p.read_text()]
     assert mods == ['guidance/plugins/directed_diffusion.py']
 
-def test_cli_generate(tmp_path):
+def test_cli_generate(generate_cli):
     "`layoutlab generate two-shapes --method directed_diffusion --steps 4`: one edit step (10% of 4, at least one), λ = 9."
-    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
-    r = subprocess.run([sys.executable, '-c', 'from layoutlab.ui.cli import app; app(prog_name="layoutlab")', 'generate', 'two-shapes',
-                        '--method', 'directed_diffusion', '--out', str(tmp_path), '--steps', '4', '--no-figure'], capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path/'image.png').stat().st_size > 0
-    rec = load_recording(tmp_path/'recording.nc')
-    assert rec.attrs['method'] == 'directed_diffusion'
+    rec = generate_cli('directed_diffusion')
     assert json.loads(rec.attrs['params'])['edit_attention']['piece'] == 'DirectedAttention'
     assert rec['directed_gain'].values.tolist() == [9., 0., 0., 0.]
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from ...core.attention import grid_size
 from ..energy import resize_masks
-from ..pieces import check_fields, check_overrides, with_params, _num
+from ..pieces import check_fields, tuned, _num
 from ..update import Backprop
 from ..methods import Guidance
 from ..registry import Method
@@ -133,9 +133,8 @@ def build(pipe, # the pipeline (no per-model defaults: the authors' values, or a
           overrides:dict # per piece class, parameters: `Guidance=dict(step_scale=2.)`
          )->dict: # the seams
     "Attention Refocusing's seam: `Guidance` over every attention layer, the `Refocus` energy, a unit gradient step, the authors' schedule."
-    g = Guidance(energy=Refocus(), update=Backprop(scale=1.), layers='*attn*', guided_steps=50, max_iterations=6,
-                 threshold=0.1, stop_rule='per_step')
-    return dict(before_step=with_params(g, **check_overrides(g, overrides.get('Guidance', {}))))
+    return dict(before_step=tuned(Guidance, overrides, energy=Refocus(), update=Backprop(scale=1.), layers='*attn*', guided_steps=50, max_iterations=6,
+                                 threshold=0.1, stop_rule='per_step'))
 
 METHODS = [Method('attention_refocusing', "Attention Refocusing: cross- and self-attention refocusing losses, gradient steps on the latent", build,
                   grid=('Guidance', 'step_scale', (0.3, 1.0, 3.0, 10.0, 30.0)), short='AR', seconds=6.0)]

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from ...core.attention import grid_size
 from ..energy import resize_masks
-from ..pieces import check_fields, check_choices, check_overrides, with_params, _int, _num
+from ..pieces import check_fields, check_choices, tuned, _int, _num
 from ..update import Backprop, backprop_step
 from .. import methods as _methods
 from ..registry import Method
@@ -139,8 +139,7 @@ class Guidance(_methods.Guidance):
 # %% ../../../nbs/guidance/plugins/boxdiff.ipynb #0195e30d
 def build(pipe, overrides:dict)->dict:
     "BoxDiff's seam for `pipe`: one update per step over the first 25, refined at steps 0, 10 and 20; the caller's `Guidance=dict(...)` last."
-    g = Guidance(energy=BoxDiff(), update=SqrtLinearStep(), layers='*attn2', guided_steps=25, max_iterations=1, threshold=None, stop_rule='per_step')
-    return dict(before_step=with_params(g, **check_overrides(g, overrides.get('Guidance', {}))))
+    return dict(before_step=tuned(Guidance, overrides, energy=BoxDiff(), update=SqrtLinearStep(), layers='*attn2', guided_steps=25, max_iterations=1, threshold=None, stop_rule='per_step'))
 
 METHODS = [Method('boxdiff', "BoxDiff: inner-box, outer-box and corner constraints on the phrases' attention, backprop update", build,
                   grid=('Guidance', 'step_scale', (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)), short='BoxDiff', seconds=3.0)]   # tags once its ShapesSD calibration ships

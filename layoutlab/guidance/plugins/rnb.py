@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from ...core.attention import grid_size
 from ..energy import resize_masks
-from ..pieces import check_fields, check_overrides, with_params, _num
+from ..pieces import check_fields, tuned, _num
 from ..update import Backprop
 from ..methods import Guidance
 from ..registry import Method
@@ -132,9 +132,8 @@ def build(pipe, # the pipeline (no per-model defaults: the authors' values, or a
           overrides:dict # per piece class, parameters: `Guidance=dict(step_scale=2.)`
          )->dict: # the seams
     "R&B's one seam: `Guidance` with its energy, a gradient step of 70 on the latent, 5 iterations at each of the first 10 steps."
-    g = Guidance(energy=RegionBoundary(), update=Backprop(scale=70.), layers='*attn2', guided_steps=10, max_iterations=5,
-                 threshold=0., stop_rule='per_step')
-    return dict(before_step=with_params(g, **check_overrides(g, overrides.get('Guidance', {}))))
+    return dict(before_step=tuned(Guidance, overrides, energy=RegionBoundary(), update=Backprop(scale=70.), layers='*attn2', guided_steps=10, max_iterations=5,
+                                 threshold=0., stop_rule='per_step'))
 
 METHODS = [Method('rnb', "R&B: region- and boundary-aware attention losses, gradient steps on the latent", build,
                   grid=('Guidance', 'step_scale', (0.1, 0.3, 1.0, 3.0, 10.0)), short='R&B', seconds=4.0)]
