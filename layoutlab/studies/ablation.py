@@ -12,10 +12,10 @@ from ..core.tables import pipe_table
 from ..guidance import registry
 
 # %% auto #0
-__all__ = ['SPLIT', 'PAPER_READING', 'REGIME_FILES', 'RERUNS', 'read_result', 'merge_rows', 'ablation_cells', 'paper_order',
-           'table_methods', 'partner', 'study_contrasts', 'label', 'by_method', 'truths', 'ap_of', 'ablation_table',
-           'markdown_table', 'paired_intervals', 'verdict', 'ordering_verdicts', 'split_table', 'split_figure',
-           'readings_table', 'reading_name', 'readings_intervals', 'readings_summary', 'study_methods',
+__all__ = ['SPLIT', 'PAPER_READING', 'REGIME_FILES', 'RERUNS', 'CALIB_EXTRA', 'read_result', 'merge_rows', 'ablation_cells',
+           'paper_order', 'table_methods', 'partner', 'study_contrasts', 'label', 'by_method', 'truths', 'ap_of',
+           'ablation_table', 'markdown_table', 'paired_intervals', 'verdict', 'ordering_verdicts', 'split_table',
+           'split_figure', 'readings_table', 'reading_name', 'readings_intervals', 'readings_summary', 'study_methods',
            'study_commands', 'result_files', 'regime_report', 'study_calibration', 'ran_with', 'ship_calibration',
            'readme_tables']
 
@@ -345,11 +345,13 @@ def regime_report(path, # a bench result of one regime, or its list of files (se
                 split=split_table(rows), rows=rows)
 
 # %% ../../nbs/studies/20_ablation.ipynb #35665c09
+CALIB_EXTRA = ('plugins', 'plugins2')  # ablation_calib_{name}_shapes.json: calibrations of methods outside the ablation (the plug-ins) on the same layouts, later replacing earlier
+
 def study_calibration(folder='images')->dict:
-    "The calibration the study ran with: `ablation_calib_shapes.json` with each rerun's methods replaced by its own (same layouts); no rows."
+    "The calibration the study ran with: `ablation_calib_shapes.json`, then each rerun's and each `CALIB_EXTRA` file's methods replacing earlier values (same layouts); no rows."
     from layoutlab.studies.calibration import read_calibration
     f = Path(folder)/'ablation_calib_shapes.json'
-    files = [(x, Path(folder)/f'ablation_calib{"_" + x if x else ""}_shapes.json') for x in ('', *RERUNS)]
+    files = [(x, Path(folder)/f'ablation_calib{"_" + x if x else ""}_shapes.json') for x in ('', *RERUNS, *CALIB_EXTRA)]
     names, cals = zip(*[(p.name, read_calibration(p)) for x, p in files if p.exists()])
     first = cals[0]
     if any((c['seed0'], c['n'], c['regime']) != (first['seed0'], first['n'], first['regime']) for c in cals):

@@ -172,10 +172,12 @@ def method_task(spec:dict, # the run (see `layout_task`)
     if rec is None and guided:  # values only, in memory: what the split summary reads
         from layoutlab.core.record import Recorder
         rec = Recorder(layers=[])
+    from .perf import counting_passes
     t0 = time.perf_counter()
-    res = sample(pipe, lay, steps=spec['steps'], cfg=spec['cfg'] or default_cfg(pipe), method=task.method, params=params,
-                 model=spec['model'], recorder=rec, progress=False, **seams)
-    row = _row(task.method, task.layout, lay, detect(np.asarray(res.image)), time.perf_counter() - t0)
+    with counting_passes(pipe.unet) as passes:   # UNet forwards by batch size and backwards: the cost that does not depend on the machine's load
+        res = sample(pipe, lay, steps=spec['steps'], cfg=spec['cfg'] or default_cfg(pipe), method=task.method, params=params,
+                     model=spec['model'], recorder=rec, progress=False, **seams)
+    row = dict(_row(task.method, task.layout, lay, detect(np.asarray(res.image)), time.perf_counter() - t0), passes=dict(passes))
     if guided and res.recording is not None: row['split'] = split_summary(res.recording)
     if len(task.params) == 1:  # one-at-a-time sweeps: the columns `best_values` reads
         (name, v), = task.params

@@ -142,4 +142,4 @@ def build(pipe, overrides:dict)->dict:
     return dict(before_step=tuned(Guidance, overrides, energy=BoxDiff(), update=SqrtLinearStep(), layers='*attn2', guided_steps=25, max_iterations=1, threshold=None, stop_rule='per_step'))
 
 METHODS = [Method('boxdiff', "BoxDiff: inner-box, outer-box and corner constraints on the phrases' attention, backprop update", build,
-                  grid=('Guidance', 'step_scale', (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)), short='BoxDiff', seconds=3.0)]   # tags once its ShapesSD calibration ships
+                  grid=('Guidance', 'step_scale', (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)), short='BoxDiff', seconds=2.5, tags=('bench', 'calibrate'))]

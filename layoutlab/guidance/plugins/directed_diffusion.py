@@ -101,4 +101,4 @@ def build(pipe, # the pipeline (no per-model defaults: the authors' values, or a
     return dict(edit_attention=tuned(DirectedAttention, overrides))
 
 METHODS = [Method('directed_diffusion', "Directed Diffusion: cross-attention strengthened in the boxes, weakened elsewhere, no gradients", build,
-                  grid=('DirectedAttention', 'strength', (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)), short='DirectedDiff', seconds=1.5)]
+                  grid=('DirectedAttention', 'strength', (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)), short='DirectedDiff', seconds=1.0, tags=('bench', 'calibrate'))]

@@ -136,4 +136,4 @@ def build(pipe, # the pipeline (no per-model defaults: the authors' values, or a
                                  threshold=0., stop_rule='per_step'))
 
 METHODS = [Method('rnb', "R&B: region- and boundary-aware attention losses, gradient steps on the latent", build,
-                  grid=('Guidance', 'step_scale', (0.1, 0.3, 1.0, 3.0, 10.0)), short='R&B', seconds=4.0)]
+                  grid=('Guidance', 'step_scale', (0.1, 0.3, 1.0, 3.0, 10.0)), short='R&B', seconds=2.0, tags=('bench', 'calibrate'))]
