@@ -98,7 +98,7 @@ def test_gate():
 def test_preset_and_named_once():
     assert 'attention_refocusing' in method_names()
     m = get_method('attention_refocusing')
-    assert m.grid[:2] == ('Guidance', 'step_scale') and 1.0 in m.grid[2] and m.tags == ()
+    assert m.grid[:2] == ('Guidance', 'step_scale') and 1.0 in m.grid[2] and m.tags == ('bench', 'calibrate')
     g = preset('attention_refocusing', None)[0]['before_step']
     assert (g.update.scale, g.layers, g.max_iterations, g.threshold, g.stop_rule, g.energy.temperature, g.energy.enough) == \
         (1., '*attn*', 6, .1, 'per_step', 100., .2)

@@ -96,7 +96,7 @@ def test_phrase_maps_resize_and_average():
 def test_preset_and_named_once():
     assert 'rnb' in method_names()
     m = get_method('rnb')
-    assert m.grid[:2] == ('Guidance', 'step_scale') and 1.0 in m.grid[2] and m.tags == ()
+    assert m.grid[:2] == ('Guidance', 'step_scale') and 1.0 in m.grid[2] and m.tags == ('bench', 'calibrate')
     g = preset('rnb', None)[0]['before_step']
     assert (g.update.scale, g.guided_steps, g.max_iterations, g.threshold, g.stop_rule, g.energy.iou_stop) == (70., 10, 5, 0., 'per_step', .85)
     mods = [p.relative_to(ROOT/'layoutlab').as_posix() for p in (ROOT/'layoutlab').rglob('*.py')

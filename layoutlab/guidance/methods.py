@@ -281,7 +281,7 @@ _BASE = {'layout_control': _guided(AEF, Backprop, stop_rule='for_good')}
 METHODS = [
     Method('none', 'no guidance: the model alone', lambda pipe, over: {}, seconds=1.0, tags=('perf', 'theorem41')),
     Method('layout_control', "Layout-Control: attention energy (AEF), backprop update", _BASE['layout_control'],
-           grid=('Guidance', 'step_scale', _STEP), short='Layout-Control', tags=('generate', 'bench', 'calibrate', 'ablation', 'perf')),
+           grid=('Guidance', 'step_scale', _STEP), short='Layout-Control', tags=('generate', 'bench', 'calibrate', 'ablation', 'perf', 'baseline')),
     Method('winwinlay', "WinWinLay: non-local energy (NAEF), adaptive Langevin update", _guided(NAEF, Langevin, max_iterations=4, threshold=None),
            grid=('Guidance', 'r', _R), inherits='naef_adaptive', short='NAEF+Ada', tags=('bench', 'sweep', 'perf', 'theorem41'),
            study_params={'theorem41': dict(Guidance=dict(score='cfg'))}),

@@ -13,7 +13,7 @@ __all__ = ['app', 'LAYOUTS', 'DTYPES', 'main', 'CLIError', 'ModelNotAvailable', 
            'find_layout', 'parse_box', 'read_layout', 'layouts', 'check_target', 'output_paths', 'check_outputs',
            'write_file', 'builtin_menu', 'method_menu', 'tagged_names', 'check_method', 'default_method',
            'parse_params', 'piece_overrides', 'check_dtype', 'generate_help', 'generate', 'bench', 'sweep', 'calibrate',
-           'study_ablation', 'perf', 'list_methods', 'readme_text', 'readme']
+           'study_ablation', 'study_leaderboard', 'perf', 'list_methods', 'readme_text', 'readme']
 
 # %% ../../nbs/ui/16_cli.ipynb #ec6ece13
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -489,6 +489,31 @@ def study_ablation(out:Path=typer.Option(Path("nbs/images"), help="folder of the
         typer.echo(f"running: {shlex.join(c['argv'])}")
         rc = subprocess.call(c['argv'])
         if rc: typer.echo(f"error: {c['argv'][1]} ended with {rc}; rerun `layoutlab study-ablation --run` to resume", err=True); raise typer.Exit(rc)
+
+# %% ../../nbs/ui/16_cli.ipynb #61364a18
+@app.command(name='study-leaderboard')
+def study_leaderboard(out:Path=typer.Option(Path("nbs/images"), help="folder of the result files (the ablation's are read from it too)"),
+                      workers:int=typer.Option(2, help="worker processes per command"),
+                      steps:int=typer.Option(50, help="DDIM steps"),
+                      n:int=typer.Option(100, help="layouts per regime"),
+                      how_n:int=typer.Option(10, help="layouts per regime of the recorded runs (Theorem 4.1's measures)"),
+                      run:bool=typer.Option(False, help="run the commands (each resumes when rerun), then the recorded runs, and write the report, tables and figure")):
+    "The leaderboard (22_leaderboard): every method in three regimes on the same layouts; prints its commands and CPU cost, --run runs them."
+    import subprocess, shlex
+    from layoutlab.studies.leaderboard import leaderboard_commands, how_study, write_leaderboard, leaderboard_text
+    cmds = leaderboard_commands(out, n=n, workers=workers, steps=steps)
+    total = sum(c['cpu_minutes'] for c in cmds)
+    for c in cmds: typer.echo(f"# ~{c['cpu_minutes']:.0f} CPU-min ({c['runs']} runs): {c['what']}\n{shlex.join(c['argv'])}")
+    typer.echo(f"# total ~{total:.0f} CPU-min, ~{total / workers:.0f} min on {workers} workers; then the recorded runs ({how_n} layouts per regime, one process)")
+    if not run: return
+    for c in cmds:
+        typer.echo(f"running: {shlex.join(c['argv'])}")
+        rc = subprocess.call(c['argv'])
+        if rc: typer.echo(f"error: {c['argv'][1]} ended with {rc}; rerun `layoutlab study-leaderboard --run` to resume", err=True); raise typer.Exit(rc)
+    quiet()
+    how_study(out, out=out/'leaderboard_how_shapes.jsonl', n=how_n, steps=steps)
+    typer.echo(leaderboard_text(write_leaderboard(out)))
+    typer.echo(f"wrote {out/'leaderboard_report_shapes.json'}, {out/'leaderboard_shapes.md'} and {out/'leaderboard_shapes.png'}")
 
 # %% ../../nbs/ui/16_cli.ipynb #d131c01b
 @app.command()
