@@ -471,6 +471,23 @@ def calibrate(model:str=typer.Option("shapes", help="model"),
     _run_on_dask(run_calibration, out, model=model, n=n, methods=[m for m in methods.split(',') if m] or None, seed0=seed0, regime=regime,
                  objects=_objects(objects), steps=steps, workers=workers, scheduler=scheduler, device=device, progress=progress)
 
+def _print_commands(cmds:list, # a study's commands: what, argv, runs, cpu_minutes
+                    workers:int, # worker processes per command
+                    then:str=''): # what runs after them, said on the total's line
+    "Each command of a study with its expected CPU cost, then the total."
+    import shlex
+    total = sum(c['cpu_minutes'] for c in cmds)
+    for c in cmds: typer.echo(f"# ~{c['cpu_minutes']:.0f} CPU-min ({c['runs']} runs): {c['what']}\n{shlex.join(c['argv'])}")
+    typer.echo(f"# total ~{total:.0f} CPU-min, ~{total / workers:.0f} min on {workers} workers" + (f"; then {then}" if then else ''))
+
+def _run_commands(cmds:list, study:str):
+    "Run a study's commands one after the other; the first that fails ends the study with its code and how to resume."
+    import subprocess, shlex
+    for c in cmds:
+        typer.echo(f"running: {shlex.join(c['argv'])}")
+        rc = subprocess.call(c['argv'])
+        if rc: typer.echo(f"error: {c['argv'][1]} ended with {rc}; rerun `layoutlab {study} --run` to resume", err=True); raise typer.Exit(rc)
+
 @app.command(name='study-ablation')
 def study_ablation(out:Path=typer.Option(Path("nbs/images"), help="folder of the result files"),
                    workers:int=typer.Option(2, help="worker processes per command"),
@@ -478,17 +495,10 @@ def study_ablation(out:Path=typer.Option(Path("nbs/images"), help="folder of the
                    n:int=typer.Option(100, help="layouts per regime"),
                    run:bool=typer.Option(False, help="run the commands one after the other (each resumes when rerun) instead of printing them")):
     "The commands of the NAEF ablation study (20_ablation) with their expected CPU cost; --run runs them."
-    import subprocess, shlex
     from layoutlab.studies.ablation import study_commands
     cmds = study_commands(out, workers=workers, steps=steps, n=n)
-    total = sum(c['cpu_minutes'] for c in cmds)
-    for c in cmds: typer.echo(f"# ~{c['cpu_minutes']:.0f} CPU-min ({c['runs']} runs): {c['what']}\n{shlex.join(c['argv'])}")
-    typer.echo(f"# total ~{total:.0f} CPU-min, ~{total / workers:.0f} min on {workers} workers")
-    if not run: return
-    for c in cmds:
-        typer.echo(f"running: {shlex.join(c['argv'])}")
-        rc = subprocess.call(c['argv'])
-        if rc: typer.echo(f"error: {c['argv'][1]} ended with {rc}; rerun `layoutlab study-ablation --run` to resume", err=True); raise typer.Exit(rc)
+    _print_commands(cmds, workers)
+    if run: _run_commands(cmds, 'study-ablation')
 
 # %% ../../nbs/ui/16_cli.ipynb #61364a18
 @app.command(name='study-leaderboard')
@@ -499,17 +509,11 @@ def study_leaderboard(out:Path=typer.Option(Path("nbs/images"), help="folder of 
                       how_n:int=typer.Option(10, help="layouts per regime of the recorded runs (Theorem 4.1's measures)"),
                       run:bool=typer.Option(False, help="run the commands (each resumes when rerun), then the recorded runs, and write the report, tables and figure")):
     "The leaderboard (22_leaderboard): every method in three regimes on the same layouts; prints its commands and CPU cost, --run runs them."
-    import subprocess, shlex
     from layoutlab.studies.leaderboard import leaderboard_commands, how_study, write_leaderboard, leaderboard_text
     cmds = leaderboard_commands(out, n=n, workers=workers, steps=steps)
-    total = sum(c['cpu_minutes'] for c in cmds)
-    for c in cmds: typer.echo(f"# ~{c['cpu_minutes']:.0f} CPU-min ({c['runs']} runs): {c['what']}\n{shlex.join(c['argv'])}")
-    typer.echo(f"# total ~{total:.0f} CPU-min, ~{total / workers:.0f} min on {workers} workers; then the recorded runs ({how_n} layouts per regime, one process)")
+    _print_commands(cmds, workers, then=f"the recorded runs ({how_n} layouts per regime, one process)")
     if not run: return
-    for c in cmds:
-        typer.echo(f"running: {shlex.join(c['argv'])}")
-        rc = subprocess.call(c['argv'])
-        if rc: typer.echo(f"error: {c['argv'][1]} ended with {rc}; rerun `layoutlab study-leaderboard --run` to resume", err=True); raise typer.Exit(rc)
+    _run_commands(cmds, 'study-leaderboard')
     quiet()
     how_study(out, out=out/'leaderboard_how_shapes.jsonl', n=how_n, steps=steps)
     typer.echo(leaderboard_text(write_leaderboard(out)))
