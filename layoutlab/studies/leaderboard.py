@@ -245,6 +245,6 @@ def write_leaderboard(folder='images', n_resamples:int=300)->dict: # the report
     folder = Path(folder)
     rep = leaderboard_report(folder, n_resamples=n_resamples)
     (folder/'leaderboard_report_shapes.json').write_text(json.dumps(rep, indent=1) + '\n')
-    (folder/'leaderboard_shapes.md').write_text(leaderboard_text(rep))
+    (folder/'leaderboard_tables_shapes.txt').write_text(leaderboard_text(rep))
     fig = leaderboard_figure(rep); fig.savefig(folder/'leaderboard_shapes.png', dpi=110); plt.close(fig)
     return rep

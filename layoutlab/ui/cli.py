@@ -517,7 +517,7 @@ def study_leaderboard(out:Path=typer.Option(Path("nbs/images"), help="folder of 
     quiet()
     how_study(out, out=out/'leaderboard_how_shapes.jsonl', n=how_n, steps=steps)
     typer.echo(leaderboard_text(write_leaderboard(out)))
-    typer.echo(f"wrote {out/'leaderboard_report_shapes.json'}, {out/'leaderboard_shapes.md'} and {out/'leaderboard_shapes.png'}")
+    typer.echo(f"wrote {out/'leaderboard_report_shapes.json'}, {out/'leaderboard_tables_shapes.txt'} and {out/'leaderboard_shapes.png'}")
 
 # %% ../../nbs/ui/16_cli.ipynb #d131c01b
 @app.command()
