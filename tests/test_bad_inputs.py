@@ -141,7 +141,7 @@ def _empty(d):
 def _bad_index(d):
     f = d/'model_index.json'; f.write_text(f.read_text()[:-3]); return f
 def _index_class(d):
-    f = d/'model_index.json'; f.write_text(f.read_text().replace('"StableDiffusionPipeline"', '"FluxPipeline"')); return f
+    f = d/'model_index.json'; f.write_text(f.read_text().replace('"StableDiffusionPipeline"', '"KandinskyPipeline"')); return f
 def _no_index(d):
     (d/'model_index.json').unlink(); return d
 def _no_unet(d):
@@ -155,7 +155,7 @@ FOLDERS = [('safetensors overwritten', _overwrite_head, 'is corrupt: not a reada
            ('safetensors truncated', _truncate, 'is corrupt: not a readable safetensors file'),
            ('safetensors empty', _empty, 'is corrupt: not a readable safetensors file'),
            ('model_index.json malformed', _bad_index, 'is not a valid JSON file'),
-           ('model_index.json other class', _index_class, "names the pipeline class 'FluxPipeline'; layoutlab runs StableDiffusionPipeline and StableDiffusionXLPipeline"),
+           ('model_index.json other class', _index_class, "names the pipeline class 'KandinskyPipeline'; layoutlab runs StableDiffusionPipeline, StableDiffusionXLPipeline, StableDiffusion3Pipeline, FluxPipeline"),
            ('no model_index.json', _no_index, 'is not a diffusers pipeline folder: it has no model_index.json'),
            ('unet folder missing', _no_unet, "lists 'unet', but"),
            ('unet config malformed', _bad_config, 'is not a valid JSON file'),

@@ -10,11 +10,12 @@ import torch
 from transformers import CLIPTokenizer
 
 # %% auto #0
-__all__ = ['KNOWN_NOISE', 'WORDS', 'ASSETS', 'DTYPES', 'REAL_CONFIGS', 'PIPELINES', 'COMPONENTS', 'TINY', 'CHECKSUMS',
-           'MODEL_DEFAULTS', 'quiet_known_noise', 'no_loading_bars', 'build_tokenizer_files', 'shipped_tokenizer',
-           'default_device', 'resolve_device', 'resolve_dtype', 'tiny_pipeline', 'building_on', 'real_unet',
-           'random_pipeline', 'ModelNotAvailable', 'model_folder', 'read_model_index', 'check_model_folder',
-           'file_sha256', 'write_checksums', 'check_checksums', 'load_pipeline', 'load_tokenizer', 'model_kind']
+__all__ = ['KNOWN_NOISE', 'WORDS', 'ASSETS', 'DTYPES', 'TINY_KINDS', 'REAL_CONFIGS', 'PIPELINES', 'COMPONENTS', 'TINY', 'MMDIT',
+           'CHECKSUMS', 'MODEL_DEFAULTS', 'quiet_known_noise', 'no_loading_bars', 'build_tokenizer_files',
+           'shipped_tokenizer', 'default_device', 'resolve_device', 'resolve_dtype', 'tiny_pipeline', 'building_on',
+           'real_unet', 'random_pipeline', 'ModelNotAvailable', 'is_mmdit', 'model_folder', 'read_model_index',
+           'check_model_folder', 'file_sha256', 'write_checksums', 'check_checksums', 'load_pipeline', 'load_tokenizer',
+           'model_kind']
 
 # %% ../../nbs/core/01_models.ipynb #ffa0d511
 import logging
@@ -146,9 +147,10 @@ def resolve_dtype(dtype=None, # "float32", "float16", "bfloat16", a floating `to
     raise ValueError(f"unknown dtype {dtype!r}{hint}; use {', '.join(DTYPES)} or a floating torch.dtype")
 
 # %% ../../nbs/core/01_models.ipynb #c0e9608c
-from diffusers import (AutoencoderKL, UNet2DConditionModel, DDIMScheduler,
-                       StableDiffusionPipeline, StableDiffusionXLPipeline)
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+from diffusers import (AutoencoderKL, UNet2DConditionModel, DDIMScheduler, FlowMatchEulerDiscreteScheduler,
+                       SD3Transformer2DModel, FluxTransformer2DModel,
+                       StableDiffusionPipeline, StableDiffusionXLPipeline, StableDiffusion3Pipeline, FluxPipeline)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
 def _text_encoder(tok, dim, cls=CLIPTextModel, **kw):
     cfg = CLIPTextConfig(vocab_size=len(tok), hidden_size=dim, intermediate_size=2*dim, num_attention_heads=2,
@@ -156,29 +158,57 @@ def _text_encoder(tok, dim, cls=CLIPTextModel, **kw):
                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **kw)
     return cls(cfg).eval()
 
-def _tiny_vae():
-    return AutoencoderKL(block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
-                         down_block_types=("DownEncoderBlock2D",)*2, up_block_types=("UpDecoderBlock2D",)*2, sample_size=32).eval()
+def _tiny_vae(channels=4, **kw):
+    return AutoencoderKL(block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=channels, norm_num_groups=4,
+                         down_block_types=("DownEncoderBlock2D",)*2, up_block_types=("UpDecoderBlock2D",)*2, sample_size=32, **kw).eval()
+
+def _mmdit_vae():   # 16 latent channels, SD3's scaling and shift, no quant convs (as SD3's and FLUX's VAEs)
+    return _tiny_vae(16, scaling_factor=1.5305, shift_factor=0.0609, use_quant_conv=False, use_post_quant_conv=False)
+
+def _tiny_t5(tok):
+    return T5EncoderModel(T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                                   decoder_start_token_id=0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)).eval()
+
+def _tiny_mmdit(kind, tok):
+    "The tiny SD3 (no T5) or FLUX pipeline."
+    if kind == "sd3":
+        tr = SD3Transformer2DModel(sample_size=16, patch_size=2, in_channels=16, out_channels=16, num_layers=2,
+                                   attention_head_dim=8, num_attention_heads=4, caption_projection_dim=32,
+                                   joint_attention_dim=32, pooled_projection_dim=64).eval()
+        clip = lambda: _text_encoder(tok, 16, CLIPTextModelWithProjection, projection_dim=32)   # pooled: 32 + 32
+        return StableDiffusion3Pipeline(transformer=tr, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=_mmdit_vae(),
+                                        text_encoder=clip(), tokenizer=tok, text_encoder_2=clip(), tokenizer_2=shipped_tokenizer(),
+                                        text_encoder_3=None, tokenizer_3=None)
+    tr = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                                num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+                                guidance_embeds=False, axes_dims_rope=(4, 6, 6)).eval()
+    sched = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                            base_image_seq_len=256, max_image_seq_len=4096)
+    return FluxPipeline(transformer=tr, scheduler=sched, vae=_mmdit_vae(), text_encoder=_text_encoder(tok, 32),
+                        tokenizer=tok, text_encoder_2=_tiny_t5(tok), tokenizer_2=shipped_tokenizer())
 
 def _scheduler():
     return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                          set_alpha_to_one=False, steps_offset=1)
 
 # %% ../../nbs/core/01_models.ipynb #24fb9b1b
-def tiny_pipeline(kind:str="sd15", # "sd15" or "sdxl"
+TINY_KINDS = ("sd15", "sdxl", "sd3", "flux")
+
+def tiny_pipeline(kind:str="sd15", # "sd15", "sdxl", "sd3" or "flux"
                   seed:int=0, # seed of the random weights
                   device=None, # where to put it (default: `default_device()`)
                   dtype=torch.float32 # weight dtype
                  ):
-    "A random tiny Stable Diffusion (1.x or XL) pipeline built from config, for tests."
-    if kind not in ("sd15", "sdxl"): raise ValueError(f'tiny_pipeline kind must be "sd15" or "sdxl", got {kind!r}')
+    "A random tiny Stable Diffusion (1.x, XL or 3) or FLUX pipeline built from config, for tests."
+    if kind not in TINY_KINDS: raise ValueError(f'tiny_pipeline kind must be one of {", ".join(map(repr, TINY_KINDS))}, got {kind!r}')
     dtype = resolve_dtype(dtype)
     torch.manual_seed(seed)
     tok = shipped_tokenizer()
     common = dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
                   norm_num_groups=8, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                   up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
-    if kind == "sd15":
+    if kind in ("sd3", "flux"): pipe = _tiny_mmdit(kind, tok)
+    elif kind == "sd15":
         unet = UNet2DConditionModel(cross_attention_dim=32, attention_head_dim=4, **common).eval()
         pipe = StableDiffusionPipeline(vae=_tiny_vae(), text_encoder=_text_encoder(tok, 32), tokenizer=tok, unet=unet,
                                        scheduler=_scheduler(), safety_checker=None, feature_extractor=None,
@@ -271,9 +301,17 @@ def random_pipeline(kind:str="sd15", # "sd15" (512², 860 M-parameter UNet) or "
 class ModelNotAvailable(RuntimeError):
     "A model that cannot be loaded here: missing, not downloadable, or damaged (the message names the file)."
 
-PIPELINES = {'StableDiffusionPipeline': StableDiffusionPipeline, 'StableDiffusionXLPipeline': StableDiffusionXLPipeline}
-COMPONENTS = ('unet', 'vae', 'text_encoder', 'text_encoder_2', 'tokenizer', 'tokenizer_2', 'scheduler')  # what layoutlab loads
-TINY = ('tiny-sd15', 'tiny-sdxl')
+PIPELINES = {'StableDiffusionPipeline': StableDiffusionPipeline, 'StableDiffusionXLPipeline': StableDiffusionXLPipeline,
+             'StableDiffusion3Pipeline': StableDiffusion3Pipeline, 'FluxPipeline': FluxPipeline}
+COMPONENTS = ('unet', 'transformer', 'vae', 'text_encoder', 'text_encoder_2', 'text_encoder_3', 'tokenizer', 'tokenizer_2',
+              'tokenizer_3', 'scheduler')  # what layoutlab loads
+TINY = tuple(f'tiny-{k}' for k in TINY_KINDS)
+MMDIT = (StableDiffusion3Pipeline, FluxPipeline)   # pipelines whose denoiser is a joint-attention transformer
+
+def is_mmdit(pipe # a pipeline
+            )->bool:
+    "Whether `pipe` denoises with an MMDiT transformer (SD3, FLUX) instead of a UNet: decided by its class, never its name."
+    return isinstance(pipe, MMDIT)
 _HUB_ID = re.compile(r'^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$')
 
 def model_folder(name_or_path:str # hub id, local folder or "shapes"
@@ -304,8 +342,8 @@ def read_model_index(folder # a diffusers pipeline folder
     if not f.is_file(): raise ModelNotAvailable(f"{folder} is not a diffusers pipeline folder: it has no model_index.json")
     d = _read_json(f)
     cls = d.get('_class_name') if isinstance(d, dict) else None
-    if cls is None: raise ModelNotAvailable(f'{f} has no "_class_name"; expected {" or ".join(PIPELINES)}')
-    if cls not in PIPELINES: raise ModelNotAvailable(f"{f} names the pipeline class {cls!r}; layoutlab runs {' and '.join(PIPELINES)}")
+    if cls is None: raise ModelNotAvailable(f'{f} has no "_class_name"; expected {", ".join(PIPELINES)}')
+    if cls not in PIPELINES: raise ModelNotAvailable(f"{f} names the pipeline class {cls!r}; layoutlab runs {', '.join(PIPELINES)}")
     return d
 
 # %% ../../nbs/core/01_models.ipynb #c3e5a7b9
@@ -402,14 +440,14 @@ def _hub_index(name:str)->dict:
             raise ModelNotAvailable(f"cannot load {name!r}: it is not a local folder, not in the local cache, and the hub cannot give it ({_first_line(e)[:160]})") from None
         try: d = DiffusionPipeline.load_config(name)
         except (OSError, ValueError) as e: raise ModelNotAvailable(f"cannot load {name!r}: {_first_line(e)}") from None
-    if d.get('_class_name') not in PIPELINES: raise ModelNotAvailable(f"{name!r} is a {d.get('_class_name')!r}; layoutlab runs {' and '.join(PIPELINES)}")
+    if d.get('_class_name') not in PIPELINES: raise ModelNotAvailable(f"{name!r} is a {d.get('_class_name')!r}; layoutlab runs {', '.join(PIPELINES)}")
     return d
 
-def load_pipeline(name_or_path:str, # hub id, local folder, "shapes", "tiny-sd15" or "tiny-sdxl"
+def load_pipeline(name_or_path:str, # hub id, local folder, "shapes", or a tiny one: "tiny-sd15", "tiny-sdxl", "tiny-sd3", "tiny-flux"
                   device=None, # torch device (default: `default_device()`)
                   dtype=None # weight dtype, see `resolve_dtype` (default: float16 on CUDA, float32 elsewhere)
                  ):
-    "Load a Stable Diffusion (1.x / XL) pipeline from safetensors, with a DDIM scheduler."
+    "Load a Stable Diffusion (1.x / XL / 3) or FLUX pipeline from safetensors; UNet pipelines get a DDIM scheduler."
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     if name_or_path in TINY: return tiny_pipeline(name_or_path[5:], device=device, dtype=dtype)
@@ -418,6 +456,7 @@ def load_pipeline(name_or_path:str, # hub id, local folder, "shapes", "tiny-sd15
     else: index = _hub_index(name_or_path)
     cls = PIPELINES[index['_class_name']]
     kw = dict(dtype=dtype, use_safetensors=True)
+    kw.update({k: None for k, v in index.items() if isinstance(v, list) and not any(v)})   # components saved as absent (SD3 without T5) stay absent
     if cls is StableDiffusionPipeline: kw.update(safety_checker=None, requires_safety_checker=False)
     try:
         with no_loading_bars() if folder is not None else contextlib.nullcontext():   # hub downloads keep their bars
@@ -425,7 +464,7 @@ def load_pipeline(name_or_path:str, # hub id, local folder, "shapes", "tiny-sd15
     except (OSError, ValueError) as e:
         if folder is not None: raise ModelNotAvailable(f"cannot load {str(folder)!r}: {_first_line(e)}") from None
         raise ModelNotAvailable(f"cannot load {name_or_path!r}: no local safetensors weights found and the hub is not reachable from here ({_first_line(e)[:160]})") from None
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    if not is_mmdit(pipe): pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)   # MMDiTs keep flow matching
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
