@@ -11,7 +11,6 @@ from ..core.layout import Layout
 from ..core.tables import pipe_table
 from ..core.metrics import bootstrap_interval
 from ..guidance import registry
-from .bench import bench_methods
 from .calibration import cpu_minutes
 from .ablation import read_result, result_files, ablation_table, paired_intervals, by_method, label, ran_with
 from .theorem41 import run_summary, paired_differences
@@ -31,7 +30,7 @@ HOW_SUBSET = 5                         # ... for the `SUBSET` methods: the first
 
 def leaderboard_methods()->list: # names, in menu order
     "The methods of the leaderboard: those tagged `bench`."
-    return bench_methods()
+    return [m for m in registry.tagged('bench') if m != 'none']
 
 def reused_methods(folder='images', # folder of the ablation's result files
                    regime:str='away' # a regime of `REGIMES`
@@ -163,7 +162,7 @@ def how_run(pipe, # the pipeline
     from layoutlab.core.attention import guidance_layers
     from layoutlab.core.loop import default_cfg
     from layoutlab.studies.theory import theorem41_report
-    from layoutlab.studies.perf import counting_passes
+    from layoutlab.core.passes import counting_passes
     seams, params = preset(method, pipe)
     t0 = time.perf_counter()
     with counting_passes(pipe.unet) as passes:

@@ -12,8 +12,7 @@ from ..core.tables import pipe_table
 
 # %% auto #0
 __all__ = ['RECORDERS', 'PERF_LAYOUT', 'FLOORS', 'perf_methods', 'perf_pipeline', 'reset_peak', 'peak_bytes', 'timed',
-           'counting_passes', 'floor_kind', 'unit_passes', 'floor_seconds', 'diffusers_call', 'run_case', 'measure',
-           'perf_table']
+           'floor_kind', 'unit_passes', 'floor_seconds', 'diffusers_call', 'run_case', 'measure', 'perf_table']
 
 # %% ../../nbs/studies/21_perf.ipynb #d649ca54
 RECORDERS = ('none', 'memory', 'nc', 'zarr', 'memory_lean', 'nc_lean')  # no recorder, Recorder() in memory, to a .nc file, to a .zarr store; `_lean`: `Recorder(extra_passes=False)`
@@ -65,20 +64,7 @@ def timed(f, # a function of no arguments
     return clock() - t, peak_bytes(device), out
 
 # %% ../../nbs/studies/21_perf.ipynb #8fdccf54
-@contextmanager
-def counting_passes(unet # the UNet whose calls are counted
-                   ):
-    "Count UNet forwards by batch size and `torch.autograd.grad` calls (backwards) in the body: yields the counts dict."
-    counts = {'forward_1': 0, 'forward_2': 0, 'backward': 0}
-    def pre(module, args, kwargs):
-        x = args[0] if args else kwargs['sample']
-        counts[f'forward_{min(int(x.shape[0]), 2)}'] += 1
-    grad = torch.autograd.grad
-    def counted(*a, **kw): counts['backward'] += 1; return grad(*a, **kw)
-    h = unet.register_forward_pre_hook(pre, with_kwargs=True)
-    torch.autograd.grad = counted
-    try: yield counts
-    finally: h.remove(); torch.autograd.grad = grad
+from ..core.passes import counting_passes   # UNet forwards by batch size and backwards (nbs/core/04d_passes)
 
 # %% ../../nbs/studies/21_perf.ipynb #d3126347
 FLOORS = {  # a method's floor, in UNet passes (what it cannot do without), by what its pieces need (`floor_kind`)

@@ -172,7 +172,7 @@ def method_task(spec:dict, # the run (see `layout_task`)
     if rec is None and guided:  # values only, in memory: what the split summary reads
         from layoutlab.core.record import Recorder
         rec = Recorder(layers=[])
-    from .perf import counting_passes
+    from ..core.passes import counting_passes
     t0 = time.perf_counter()
     with counting_passes(pipe.unet) as passes:   # UNet forwards by batch size and backwards: the cost that does not depend on the machine's load
         res = sample(pipe, lay, steps=spec['steps'], cfg=spec['cfg'] or default_cfg(pipe), method=task.method, params=params,
