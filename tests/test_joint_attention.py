@@ -145,3 +145,19 @@ def test_image_only_layer_is_refused(models):
     tr, inp = models['sd3x']
     with pytest.raises(ValueError, match='no text keys'):
         with torch.no_grad(), capture_attention(tr, 'transformer_blocks.0.attn2'): tr(**inp)
+
+class Adapter:
+    "Stands in for the sampler's ε-model adapter: processors delegate to the transformer, which it holds as `.transformer`."
+    def __init__(self, tr): self.transformer = tr
+    @property
+    def attn_processors(self): return self.transformer.attn_processors
+    def set_attn_processor(self, p): self.transformer.set_attn_processor(p)
+
+def test_capture_through_an_adapter(models):
+    tr, inp = models['flux']
+    with torch.no_grad():
+        with capture_attention(tr) as direct: tr(**inp)
+        with capture_attention(Adapter(tr)) as via: tr(**inp)
+    assert via.maps.keys() == direct.maps.keys()
+    for n in direct.maps: torch.testing.assert_close(via.maps[n], direct.maps[n])
+    assert sum(len(m._forward_pre_hooks) for m in tr.modules()) == 0
