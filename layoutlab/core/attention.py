@@ -6,42 +6,62 @@
 from __future__ import annotations
 from contextlib import contextmanager
 from fnmatch import fnmatch
-import torch
+import re, torch
+from diffusers.models.embeddings import apply_rotary_emb
 
 # %% auto #0
-__all__ = ['attention_layers', 'select_layers', 'energy_layer_rule', 'guidance_layers', 'StopForward', 'AttentionCapture',
-           'CaptureProcessor', 'capture_attention', 'to_grid', 'grid_size']
+__all__ = ['is_cross_layer', 'attention_layers', 'select_layers', 'energy_layer_rule', 'guidance_layers', 'StopForward',
+           'AttentionCapture', 'CaptureProcessor', 'JointCaptureProcessor', 'FluxCaptureProcessor', 'processor_for',
+           'capture_attention', 'to_grid', 'grid_size']
 
 # %% ../../nbs/core/02_attention.ipynb #6a443516
-def attention_layers(unet # a diffusers UNet2DConditionModel
-                    )->list: # module names of its attention layers
-    "Names of all attention modules of `unet`, in module order."
-    return [k[:-len('.processor')] for k in unet.attn_processors]
+_MMDIT_ATTN = re.compile(r'(single_)?transformer_blocks\.(\d+)\.attn')
 
-def select_layers(unet, # a diffusers UNet2DConditionModel
-                  layers='*attn2' # fnmatch pattern, list of patterns/names, or callable name->bool
+def is_cross_layer(name:str # an attention layer name
+                  )->bool: # whether its keys are the prompt's tokens
+    "UNet `*attn2` layers, and the joint attention of MMDiT blocks (`transformer_blocks.i.attn`, `single_transformer_blocks.i.attn`)."
+    if name.startswith(('transformer_blocks.', 'single_transformer_blocks.')): return bool(_MMDIT_ATTN.fullmatch(name))
+    return name.endswith('attn2')
+
+def attention_layers(model # a diffusers UNet or MMDiT transformer, or anything with `attn_processors`
+                    )->list: # module names of its attention layers
+    "Names of all attention modules of `model`, in module order."
+    return [k[:-len('.processor')] for k in model.attn_processors]
+
+def select_layers(model, # a diffusers UNet or MMDiT transformer, or anything with `attn_processors`
+                  layers='cross' # 'cross' (the layers whose keys are text), fnmatch pattern, list of patterns/names, or callable name->bool
                  )->list: # matching names, in module order
-    "Attention layer names of `unet` matching `layers`."
-    names = attention_layers(unet)
+    "Attention layer names of `model` matching `layers`."
+    names = attention_layers(model)
+    if layers == 'cross': layers = is_cross_layer
     if callable(layers): keep = [n for n in names if layers(n)]
     else:
         pats = [layers] if isinstance(layers, str) else list(layers)
         keep = [n for n in names if any(fnmatch(n, p) for p in pats)]
-    if not keep: raise ValueError(f"no attention layer of the UNet matches {layers!r}; layers look like {names[0] if names else 'nothing'!r}")
+    if not keep: raise ValueError(f"no attention layer of the model matches {layers!r}; layers look like {names[0] if names else 'nothing'!r}")
     return keep
 
 # %% ../../nbs/core/02_attention.ipynb #6961aea6
-def energy_layer_rule(names:list # attention layer names (a UNet's, or a recording's)
-                     )->list: # those of the mid block and the first cross-attention up block, in order
-    "The default energy layers among layer names: the mid block and the first up block that has cross-attention."
+def _middle_third(names:list # names of one stack of blocks, in order
+                 )->list: # the middle third of them (at least one)
+    n = len(names); lo = n // 3
+    return names[lo:max(lo + 1, n - n // 3)]
+
+def energy_layer_rule(names:list # attention layer names (a UNet's, an MMDiT's, or a recording's)
+                     )->list: # the default energy layers among them, in order
+    "UNet: the mid block and the first cross-attention up block. MMDiT: the middle third of the double-stream joint blocks."
+    joint = [n for n in names if _MMDIT_ATTN.fullmatch(n)]
+    if joint:
+        double = [n for n in joint if n.startswith('transformer_blocks.')]
+        return _middle_third(double or joint)
     ups = sorted({int(n.split('.')[1]) for n in names if n.startswith('up_blocks.')})
     first_up = f'up_blocks.{ups[0]}.' if ups else None
     return [n for n in names if n.startswith('mid_block.')] + [n for n in names if first_up and n.startswith(first_up)]
 
-def guidance_layers(unet # a diffusers UNet2DConditionModel
-                   )->list: # attn2 names of the mid block and the first cross-attention up block
-    "The cross-attention layers layout guidance reads by default."
-    return energy_layer_rule(select_layers(unet, '*attn2'))
+def guidance_layers(model # a diffusers UNet or MMDiT transformer, or anything with `attn_processors`
+                   )->list: # the cross-attention layers energies read by default
+    "The cross-attention layers layout guidance reads by default (see `energy_layer_rule`)."
+    return energy_layer_rule(select_layers(model, 'cross'))
 
 # %% ../../nbs/core/02_attention.ipynb #ad564daa
 class StopForward(Exception):
@@ -96,24 +116,122 @@ class CaptureProcessor:
         if attn.residual_connection: out = out + residual
         return out / attn.rescale_output_factor
 
+# %% ../../nbs/core/02_attention.ipynb #b17be154
+def _joint_attend(capture:AttentionCapture, # where the image→text block goes
+                  name:str, # the layer's name
+                  q, k, v, # (batch, heads, seq, head_dim) over the joint sequence
+                  img:slice, txt:slice, # where the image and the text tokens sit in the sequence
+                  mask=None # optional attention mask broadcastable to (batch, heads, seq, seq)
+                 )->torch.Tensor: # the attention output (batch, heads, seq, head_dim)
+    "Joint softmax over all keys with float32 scores; the image-query × text-key block is edited before and stored after it."
+    scores = (q.float() @ k.float().transpose(-1, -2)) * q.shape[-1] ** -.5
+    if mask is not None: scores = scores.masked_fill(~mask, float('-inf')) if mask.dtype == torch.bool else scores + mask.float()
+    if capture.edit_fn is not None:
+        scores = scores.clone()
+        scores[:, :, img, txt] = capture.edit(name, scores[:, :, img, txt])
+    probs = scores.softmax(-1)
+    capture.store(name, probs[:, :, img, txt].contiguous())
+    return probs.to(v.dtype) @ v
+
+def _qkv(attn, x, added:bool=False): # the three projections of `x` (text stream if `added`), fused or not
+    if added:
+        if getattr(attn, 'fused_projections', False) and hasattr(attn, 'to_added_qkv'): return attn.to_added_qkv(x).chunk(3, dim=-1)
+        return attn.add_q_proj(x), attn.add_k_proj(x), attn.add_v_proj(x)
+    if getattr(attn, 'fused_projections', False) and hasattr(attn, 'to_qkv'): return attn.to_qkv(x).chunk(3, dim=-1)
+    return attn.to_q(x), attn.to_k(x), attn.to_v(x)
+
+def _norm(f, t): return t if f is None else f(t)
+
+# %% ../../nbs/core/02_attention.ipynb #73fda5a2
+class JointCaptureProcessor:
+    "SD3 joint-attention processor (`JointAttnProcessor2_0` family, [image, text] order) handing the image→text block to an `AttentionCapture`."
+    def __init__(self, name:str, capture:AttentionCapture): self.name, self.capture = name, capture
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, *args, **kwargs):
+        if encoder_hidden_states is None:
+            raise ValueError(f"{self.name} attends over image tokens only (no text keys); capture the 'cross' layers instead")
+        b, n_img, heads = hidden_states.shape[0], hidden_states.shape[1], attn.heads
+        heads_first = lambda t: t.view(b, -1, heads, t.shape[-1] // heads).transpose(1, 2)
+        q, k, v = (heads_first(t) for t in _qkv(attn, hidden_states))
+        tq, tk, tv = (heads_first(t) for t in _qkv(attn, encoder_hidden_states, added=True))
+        q, k = _norm(attn.norm_q, q), _norm(attn.norm_k, k)
+        tq, tk = _norm(attn.norm_added_q, tq), _norm(attn.norm_added_k, tk)
+        q, k, v = torch.cat([q, tq], 2), torch.cat([k, tk], 2), torch.cat([v, tv], 2)
+        out = _joint_attend(self.capture, self.name, q, k, v, img=slice(0, n_img), txt=slice(n_img, None), mask=attention_mask)
+        out = out.transpose(1, 2).reshape(b, -1, heads * q.shape[-1]).to(q.dtype)
+        img_out, txt_out = out[:, :n_img], out[:, n_img:]
+        if not attn.context_pre_only: txt_out = attn.to_add_out(txt_out)
+        return attn.to_out[1](attn.to_out[0](img_out)), txt_out
+
+# %% ../../nbs/core/02_attention.ipynb #c0a10142
+class FluxCaptureProcessor:
+    "FLUX attention processor ([text, image] order, rotary embeddings) handing the image→text block to an `AttentionCapture`."
+    def __init__(self, name:str, capture:AttentionCapture):
+        self.name, self.capture = name, capture
+        self.text_len = None   # single-stream blocks: set before each call by a pre-hook on the block (see `capture_attention`)
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None, *args, **kwargs):
+        b = hidden_states.shape[0]
+        split = lambda t: t.unflatten(-1, (-1, attn.head_dim))   # (batch, seq, heads, head_dim)
+        q, k, v = (split(t) for t in _qkv(attn, hidden_states))
+        q, k = attn.norm_q(q), attn.norm_k(k)
+        double = encoder_hidden_states is not None and attn.added_kv_proj_dim is not None
+        if double:
+            n_txt = encoder_hidden_states.shape[1]
+            tq, tk, tv = (split(t) for t in _qkv(attn, encoder_hidden_states, added=True))
+            tq, tk = attn.norm_added_q(tq), attn.norm_added_k(tk)
+            q, k, v = torch.cat([tq, q], 1), torch.cat([tk, k], 1), torch.cat([tv, v], 1)
+        elif self.text_len is None:
+            raise ValueError(f"{self.name} sees the text and image tokens concatenated and nobody told it the text length; install it with `capture_attention`")
+        else: n_txt = self.text_len
+        if image_rotary_emb is not None:
+            q, k = (apply_rotary_emb(t, image_rotary_emb, sequence_dim=1) for t in (q, k))
+        out = _joint_attend(self.capture, self.name, *(t.transpose(1, 2) for t in (q, k, v)),
+                            img=slice(n_txt, None), txt=slice(0, n_txt), mask=attention_mask)
+        out = out.transpose(1, 2).flatten(2, 3).to(q.dtype)
+        if not double: return out
+        txt_out, img_out = out[:, :n_txt], out[:, n_txt:]
+        return attn.to_out[1](attn.to_out[0](img_out.contiguous())), attn.to_add_out(txt_out.contiguous())
+
 # %% ../../nbs/core/02_attention.ipynb #9060e676
+def processor_for(name:str, # layer name
+                  original, # the layer's original processor
+                  capture:AttentionCapture # where its maps go
+                 ): # a capture processor of the same family
+    "The capture processor matching `original`: FLUX's, SD3's joint one, or the UNet `CaptureProcessor`."
+    kind = type(original).__name__
+    if 'Flux' in kind: return FluxCaptureProcessor(name, capture)
+    if 'Joint' in kind: return JointCaptureProcessor(name, capture)
+    return CaptureProcessor(name, capture)
+
+def _text_len_hook(proc): # a forward pre-hook telling `proc` the text length its FLUX single-stream block receives
+    def hook(module, args, kwargs):
+        ehs = kwargs.get('encoder_hidden_states', args[1] if len(args) > 1 else None)
+        proc.text_len = None if ehs is None else ehs.shape[1]
+    return hook
+
 @contextmanager
-def capture_attention(unet, # a diffusers UNet2DConditionModel
-                      layers='*attn2', # which layers (see `select_layers`)
+def capture_attention(model, # a UNet or MMDiT transformer, or anything with `attn_processors`/`set_attn_processor` (and `.transformer`)
+                      layers='cross', # which layers (see `select_layers`)
                       grad:bool=False, # keep maps differentiable
                       edit=None # optional pre-softmax score editor `edit(name, scores) -> scores`
                      ):
-    "Install `CaptureProcessor`s on `layers` for the body of the `with`; the original processors always come back."
-    names = select_layers(unet, layers)
+    "Install capture processors on `layers` for the body of the `with`; the original processors (and hooks) always come back."
+    names = select_layers(model, layers)
     cap = AttentionCapture(names, grad=grad, edit=edit)
-    original = dict(unet.attn_processors)
-    chosen = set(names)
+    original = dict(model.attn_processors)
+    procs = {k[:-len('.processor')]: processor_for(k[:-len('.processor')], original[k], cap)
+             for k in original if k[:-len('.processor')] in set(names)}
+    root, hooks = getattr(model, 'transformer', model), []
     try:
-        unet.set_attn_processor({k: CaptureProcessor(k[:-len('.processor')], cap) if k[:-len('.processor')] in chosen else p
-                                 for k, p in original.items()})
+        for n, p in procs.items():
+            if isinstance(p, FluxCaptureProcessor) and root.get_submodule(n).added_kv_proj_dim is None:   # single-stream
+                hooks.append(root.get_submodule(n.rsplit('.', 1)[0]).register_forward_pre_hook(_text_len_hook(p), with_kwargs=True))
+        model.set_attn_processor({k: procs.get(k[:-len('.processor')], p) for k, p in original.items()})
         yield cap
     finally:
-        unet.set_attn_processor(dict(original))
+        for h in hooks: h.remove()
+        model.set_attn_processor(dict(original))
 
 # %% ../../nbs/core/02_attention.ipynb #0ca30c9c
 def to_grid(flat:torch.Tensor, # (..., h*w, tokens) attention over flattened positions

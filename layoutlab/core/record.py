@@ -381,7 +381,7 @@ class Recorder:
     "Turns per-step captures into a DataTree, written step by step to `path` (`.nc` or `.zarr`) or kept in memory."
     def __init__(self,
                  path=None, # where to write (`.nc` NetCDF or `.zarr`); None keeps the recording in memory
-                 layers='*attn2', # which attention layers to record (see `select_layers`); None records none
+                 layers='cross', # which attention layers to record (see `select_layers`; 'cross': the layers whose keys are text); None records none
                  heads:bool=False, # keep one map per head instead of the head average
                  float16:bool=True, # store attention as float16 (~3 significant digits; False: float32)
                  branch:str='cond', # 'cond' or 'uncond' half of the classifier-free guidance batch
@@ -478,10 +478,10 @@ def _begin(self:Recorder,
         raise RecordingError(f"{file or 'the in-memory recording'}: the recording could not be started: {_cause(e)}") from None
 
 def _check_layers(layers):
-    "Self-attention layers (diffusers' `attn1`) have image cells for keys, not prompt tokens: refuse them by name."
-    own = [l for l in layers if str(l).rsplit('.', 1)[-1] == 'attn1']
+    "Self-attention layers (diffusers' UNet `attn1`, SD3.5's image-only `transformer_blocks.i.attn2`) have image cells for keys, not prompt tokens: refuse them by name."
+    own = [l for l in layers if str(l).rsplit('.', 1)[-1] == 'attn1' or (str(l).startswith('transformer_blocks.') and str(l).endswith('.attn2'))]
     if own: raise RecordingError(f"self-attention layers cannot be recorded (their keys are image cells, not prompt tokens): "
-                                 f"{', '.join(own)}; record cross-attention, e.g. layers='*attn2' (the default)")
+                                 f"{', '.join(own)}; record cross-attention, e.g. layers='cross' (the default)")
 
 def _start(self:Recorder, layers, token_text, n_prompt, latent_hw, attrs, phrases):
     "`begin`'s writing part: the writer, the root's attributes and the step coordinates."

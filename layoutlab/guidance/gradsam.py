@@ -165,7 +165,7 @@ IMPORTANCE = ('authors', 'scalar')  # readings of the importance: the authors' p
 class GradSAM:
     "Grad-SAM latent manipulation as the sampler's `after_step` seam."
     reference_latent:object # clean reference latent (1, c, h, w), or a callable returning it
-    layers:object='*attn2' # cross-attention layers read (see `layoutlab.core.attention.select_layers`)
+    layers:object='cross' # cross-attention layers read (see `layoutlab.core.attention.select_layers`)
     timesteps:tuple=(780, 520, 320) # act where the latent's new timestep is nearest to these
     sigma:float=1.0 # Gaussian blur of the importance, latent cells
     dilate:int=1 # dilation radius of the masks, latent cells
@@ -244,7 +244,7 @@ GradSAM.__call__ = _gradsam_step
 
 # %% ../../nbs/guidance/08_gradsam.ipynb #acbf9ae4
 def gradsam_manipulation(reference_latent, # clean reference latent (1, c, h, w), or a callable returning it
-                         layers='*attn2', # cross-attention layers read
+                         layers='cross', # cross-attention layers read
                          timesteps_to_apply:tuple=(780, 520, 320), # nearest schedule timesteps (of the new latent)
                          sigma:float=1.0, # blur, latent cells
                          dilate:int=1, # dilation radius, latent cells

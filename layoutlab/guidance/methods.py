@@ -10,7 +10,7 @@ from typing import Literal
 from .pieces import Composed, check_fields, check_choices, parameters, with_params, check_overrides, tuned, edit_conditional, _close, _int, _num, _or_none, _NAMES, _LAYERS
 import numpy as np
 import torch
-from ..core.attention import guidance_layers, select_layers
+from ..core.attention import guidance_layers, select_layers, is_cross_layer
 from .energy import ILGDLoss, AEF, NAEF
 from .update import layout_control_stop, grad_norm_map, loss_guided_eps, loss_guidance_sigma, inject_logits, sigma_from_alpha_bar, Backprop, Langevin, LossGuidedEps
 from ..core.loop import predict_noise, attention_forward
@@ -175,7 +175,7 @@ class Injection:
     nu_prime:float=0.75 # strength ν′
     start:int=1 # first injected step (the authors' code skips step 0)
     stop:int=11 # inject during steps start .. stop-1 (authors: 1–10 of 50)
-    layers:str='*attn2' # which layers
+    layers:str='cross' # which layers
     def __post_init__(self):
         check_fields(self, nu_prime=_num(0), start=_int(0), layers=_NAMES)
         check_fields(self, stop=_int(self.start + 1))  # at least one injected step
@@ -189,8 +189,9 @@ class Injection:
         if name == _first(state): state.log('injection_weight', self.nu_prime * math.log1p(sigma))
         return edit_conditional(scores, lambda c: inject_logits(c, masks, state.tokens, sigma, self.nu_prime))
 
-def _match(name, pattern):
+def _match(name, pattern): # whether layer `name` is one of `pattern` ('cross', an fnmatch pattern or a list of names)
     from fnmatch import fnmatch
+    if pattern == 'cross': return is_cross_layer(name)
     return fnmatch(name, pattern) if isinstance(pattern, str) else name in pattern
 def _first(state): return next(iter(state.capture.layers))
 
@@ -219,7 +220,7 @@ class LossGuidance(Composed):
     def wants_grad(self, state): return self.start <= state.i < self.stop and bool(state.layout.objects)
     def __call__(self, state, eps):
         if not self.wants_grad(state): return eps
-        maps = {k: v[v.shape[0]//2:] for k, v in state.capture.maps.items() if k.endswith('attn2')}
+        maps = {k: v[v.shape[0]//2:] for k, v in state.capture.maps.items() if is_cross_layer(k)}
         L = self.energy(maps, state, self.stop)
         grad, = torch.autograd.grad(L['total'], state.z_in)
         state.log('loss', L['energy'][0]); state.log('grad_norm_loss', grad.norm())
@@ -316,5 +317,5 @@ def _energy_layers(self, unet)->list:
 
 Guidance.attention_layers = RandomKick.attention_layers = _energy_layers
 Injection.attention_layers = lambda self, unet: select_layers(unet, self.layers)
-LossGuidance.attention_layers = lambda self, unet: select_layers(unet, '*attn2')
+LossGuidance.attention_layers = lambda self, unet: select_layers(unet, 'cross')
 GradSAM.attention_layers = GradSAMFromReference.attention_layers = lambda self, unet: []

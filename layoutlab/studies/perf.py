@@ -107,7 +107,7 @@ def unit_passes(state # a step state (`_step_state`)
     from layoutlab.core.attention import capture_attention, guidance_layers, select_layers, AttentionCapture
     from layoutlab.guidance.energy import aef, ilgd_loss
     unet, lay = state.pipe.unet, state.layout
-    g_layers, all_layers = guidance_layers(unet), select_layers(unet, '*attn2')
+    g_layers, all_layers = guidance_layers(unet), select_layers(unet, 'cross')
     aspect = state.latents.shape[-1] / state.latents.shape[-2]
     energy = lambda maps: aef({k: v[-1:] for k, v in maps.items()}, lay.masks, state.tokens, aspect=aspect)['total']
     def with_capture(layers, body):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy.optimize import least_squares, minimize
-from ..core.attention import energy_layer_rule
+from ..core.attention import energy_layer_rule, is_cross_layer
 
 
 # %% auto #0
@@ -177,6 +177,7 @@ def energy_layers(rec # a recording
     params = json.loads(rec.attrs.get('params') or '{}')
     want = next((p['layers'] for p in params.values() if isinstance(p, dict) and p.get('layers')), None)
     if want is None: return energy_layer_rule(names)
+    if want == 'cross': return [n for n in names if is_cross_layer(n)]
     pats = [want] if isinstance(want, str) else list(want)
     return [n for n in names if any(n == p or fnmatch(n, p) for p in pats)]
 

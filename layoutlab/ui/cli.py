@@ -334,7 +334,7 @@ def generate(layout:str=typer.Argument(None, help="a shipped layout's name or a 
              cfg:float=typer.Option(None, help="classifier-free guidance scale (default: the model's, 5 for shapes, else 7.5)"),
              negative_prompt:str=typer.Option(None, help="what the unconditional branch encodes"),
              format:str=typer.Option("nc", help="recording format: nc (NetCDF) or zarr"),
-             layers:str=typer.Option("*attn2", help="attention layers to record (fnmatch pattern)"),
+             layers:str=typer.Option("cross", help="attention layers to record: 'cross' (the layers whose keys are text) or an fnmatch pattern"),
              float16:bool=typer.Option(False, help="store attention maps as float16"),
              figure:bool=typer.Option(True, help="write DIR/attention.png"),
              overwrite:bool=typer.Option(False, help="replace the recording, attention.png and image.png of an earlier run in DIR (never through a symbolic link)"),

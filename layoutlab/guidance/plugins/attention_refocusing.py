@@ -96,7 +96,7 @@ class Refocus:
     def __call__(self, maps:dict, state, guided_steps:int)->dict:
         aspect = state.latents.shape[-1] / state.latents.shape[-2]
         qc, cross = _mean_maps(maps, 77); qs, selfs = _mean_maps(maps, 0)
-        if not cross: raise ValueError("Refocus needs cross-attention maps (77 keys): use layers='*attn*' or include '*attn2'")
+        if not cross: raise ValueError("Refocus needs cross-attention maps (77 keys): use layers='*attn*' or include the 'cross' layers")
         h, w = grid_size(qc, aspect)
         A = torch.stack([c.mean(1) for c in cross]).mean(0)                   # (batch, h*w, 77)
         boxes = resize_masks(state.layout.masks, h, w).to(A)

@@ -139,7 +139,7 @@ class Guidance(_methods.Guidance):
 # %% ../../../nbs/guidance/plugins/boxdiff.ipynb #0195e30d
 def build(pipe, overrides:dict)->dict:
     "BoxDiff's seam for `pipe`: one update per step over the first 25, refined at steps 0, 10 and 20; the caller's `Guidance=dict(...)` last."
-    return dict(before_step=tuned(Guidance, overrides, energy=BoxDiff(), update=SqrtLinearStep(), layers='*attn2', guided_steps=25, max_iterations=1, threshold=None, stop_rule='per_step'))
+    return dict(before_step=tuned(Guidance, overrides, energy=BoxDiff(), update=SqrtLinearStep(), layers='cross', guided_steps=25, max_iterations=1, threshold=None, stop_rule='per_step'))
 
 METHODS = [Method('boxdiff', "BoxDiff: inner-box, outer-box and corner constraints on the phrases' attention, backprop update", build,
                   grid=('Guidance', 'step_scale', (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)), short='BoxDiff', seconds=2.5, tags=('bench', 'calibrate'))]

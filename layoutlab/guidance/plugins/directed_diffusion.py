@@ -71,7 +71,7 @@ class DirectedAttention:
     window:float=0.1 # edit the first `window` fraction of the steps (authors `-ns`: 5 of 50)
     outside:float=0.01 # the factor on every entry outside the boxes (authors: 0.01)
     peak:float=9.0 # λ at the first edit step, falling linearly to 0 (authors: a 10-step scheduler's 9 … 0)
-    layers:str|tuple='*attn2' # which attention layers: a pattern or a list of them (authors: all cross-attention)
+    layers:str|tuple='cross' # which attention layers: a pattern or a list of them (authors: all cross-attention)
     def __post_init__(self):
         check_fields(self, strength=_num(0), gain=_num(0), trailing=_int(0), window=_num(0), outside=_num(0, above=True), peak=_num(0), layers=_NAMES)
     def attention_layers(self, unet)->list: return select_layers(unet, self.layers)

@@ -132,7 +132,7 @@ def build(pipe, # the pipeline (no per-model defaults: the authors' values, or a
           overrides:dict # per piece class, parameters: `Guidance=dict(step_scale=2.)`
          )->dict: # the seams
     "R&B's one seam: `Guidance` with its energy, a gradient step of 70 on the latent, 5 iterations at each of the first 10 steps."
-    return dict(before_step=tuned(Guidance, overrides, energy=RegionBoundary(), update=Backprop(scale=70.), layers='*attn2', guided_steps=10, max_iterations=5,
+    return dict(before_step=tuned(Guidance, overrides, energy=RegionBoundary(), update=Backprop(scale=70.), layers='cross', guided_steps=10, max_iterations=5,
                                  threshold=0., stop_rule='per_step'))
 
 METHODS = [Method('rnb', "R&B: region- and boundary-aware attention losses, gradient steps on the latent", build,
