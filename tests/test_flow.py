@@ -29,3 +29,31 @@ def test_flux_matches_diffusers():
     theirs = p(prompt, negative_prompt="", true_cfg_scale=4.0, num_inference_steps=4, height=64, width=64,
                generator=torch.Generator().manual_seed(3), output_type='latent').images
     assert (pack(ours) - theirs).abs().max() < 1e-4, float((pack(ours) - theirs).abs().max())
+
+def test_run_matches_diffusers():
+    "The loop itself (run) on tiny SD3 and FLUX gives diffusers' own final latents."
+    from layoutlab.core.loop import run
+    sd3, flux = tiny_pipeline("sd3"), tiny_pipeline("flux")
+    ours = run(sd3, "a red circle", steps=4, cfg=5.0, seed=3, progress=False).latents
+    theirs = sd3("a red circle", num_inference_steps=4, guidance_scale=5.0, generator=torch.Generator().manual_seed(3), output_type='latent').images
+    assert (ours - theirs).abs().max() < 1e-4
+    res = run(flux, "a red circle", steps=4, cfg=4.0, seed=3, height=64, width=64, progress=False)
+    theirs = flux("a red circle", negative_prompt="", true_cfg_scale=4.0, num_inference_steps=4, height=64, width=64,
+                  generator=torch.Generator().manual_seed(3), output_type='latent').images
+    assert (pack(res.latents) - theirs).abs().max() < 1e-4
+    assert res.image.size == (64, 64)
+
+def test_recorded_and_guided_runs():
+    "A recorded run and a guided (layout_control) run go through on tiny SD3 and FLUX."
+    from layoutlab.core.record import Recorder
+    from layoutlab.core.layout import Layout
+    from layoutlab.guidance.registry import sample
+    for kind, size in (("sd3", 32), ("flux", 64)):
+        p = tiny_pipeline(kind)
+        lay = Layout("a red circle and a blue square", [dict(phrase="red circle", box=[.1, .1, .5, .5])], seed=3)
+        rec = sample(p, lay, steps=3, height=size, width=size, recorder=Recorder(), progress=False).recording
+        assert rec.sizes['step'] == 3
+        g = sample(p, lay, 'layout_control', steps=3, height=size, width=size, Guidance=dict(guided_steps=2, max_iterations=3),
+                   recorder=Recorder(layers=None), progress=False).recording
+        e = g.energy.isel(step=0).values.ravel(); e = e[np.isfinite(e)]
+        assert len(e) >= 2 and e[-1] < e[0], (kind, e)
