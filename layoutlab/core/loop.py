@@ -13,7 +13,8 @@ from diffusers import DDIMScheduler
 from .layout import Layout, prompt_ids, as_layout
 from .attention import capture_attention, select_layers, guidance_layers, attention_layers, AttentionCapture, StopForward
 from .record import Recorder
-from .models import MODEL_DEFAULTS, model_kind
+from .models import MODEL_DEFAULTS, model_kind, is_mmdit
+from .flow import FlowAsVP, EpsDenoiser, mmdit_encode, mmdit_tokens
 
 
 # %% auto #0
@@ -43,6 +44,7 @@ def encode(pipe, # a Stable Diffusion (1.x or XL) pipeline
           )->Conditioning:
     "Both CFG branches of the text conditioning, as the pipeline itself encodes them."
     dev = pipe.unet.device
+    if is_mmdit(pipe): return Conditioning(*mmdit_encode(pipe, prompt, negative_prompt))   # SD3 / FLUX (layoutlab.core.flow)
     with torch.no_grad():
         if not is_sdxl(pipe):
             cond, uncond = pipe.encode_prompt(prompt, dev, 1, True, negative_prompt)
@@ -72,6 +74,7 @@ class State:
     z_in:torch.Tensor=None # the latent the step's CFG pass ran on, with grad when a seam asked for it
     memory:dict=field(default_factory=dict) # what a piece keeps between steps of one run, keyed by the piece (`id(piece)`)
     recording:bool=True # a recorder takes what pieces log: False lets a piece skip work whose only use is the recording
+    x0:torch.Tensor=None # MMDiT: the CFG x̂₀ of the step's pass (the flow step needs it at σ = 1)
     extra_passes:bool=True # the recorder asks for the UNet passes whose only use is the recording (`Recorder(extra_passes=)`)
     def log(self, name, value, dims=()):
         "Hand a named value (number, tensor, with its dims) to the recorder for this step."
@@ -81,7 +84,8 @@ class State:
     @property
     def alpha_bar(self)->float:
         "ᾱ_t of the current timestep."
-        return float(self.pipe.scheduler.alphas_cumprod[int(self.t)])
+        f = getattr(self.pipe.scheduler, 'alpha_bar', None)   # flow schedules (`FlowAsVP`) give ᾱ(σ) of float timesteps
+        return float(f(self.t)) if f is not None else float(self.pipe.scheduler.alphas_cumprod[int(self.t)])
 
 # %% ../../nbs/core/04_sampler.ipynb #d7f76e63
 def predict_noise(state:State, # the current step
@@ -93,8 +97,9 @@ def predict_noise(state:State, # the current step
     sched = state.pipe.scheduler
     if not cfg: return state.pipe.unet(sched.scale_model_input(z, state.t), state.t, **state.cond.unet_kwargs(slice(1, 2))).sample
     x = sched.scale_model_input(torch.cat([z, z]), state.t)
-    eps = state.pipe.unet(x, state.t, **state.cond.unet_kwargs()).sample
-    eps_u, eps_c = eps.chunk(2)
+    out = state.pipe.unet(x, state.t, **state.cond.unet_kwargs())
+    if getattr(out, 'x0', None) is not None: x0u, x0c = out.x0.chunk(2); state.x0 = x0u + state.cfg * (x0c - x0u)
+    eps_u, eps_c = out.sample.chunk(2)
     return eps_u + state.cfg * (eps_c - eps_u)
 
 # %% ../../nbs/core/04_sampler.ipynb #b9c49796
@@ -104,7 +109,7 @@ def layers_read(seam, # a seam (piece or function), or None
     "The layers a seam reads: its `attention_layers(unet)`, else every cross-attention layer."
     if seam is None: return []
     f = getattr(seam, 'attention_layers', None)
-    return list(f(unet)) if f is not None else select_layers(unet, '*attn2')
+    return list(f(unet)) if f is not None else select_layers(unet, 'cross')
 
 def needed_layers(unet, # the UNet
                   seams:list, # the run's seams (None where absent)
@@ -158,20 +163,27 @@ class Sample:
 def decode(pipe, latents):
     "Latents to a PIL image through the pipeline's VAE and image processor."
     vae = pipe.vae
+    if latents.ndim == 3: raise ValueError('decode takes unpacked (b, c, h, w) latents; unpack FLUX tokens with layoutlab.core.flow.unpack')
+    shift = getattr(vae.config, 'shift_factor', None) or 0.0   # SD3 / FLUX VAEs: z/scale + shift
     with torch.no_grad():
-        img = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        img = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor + shift, return_dict=False)[0]
     return pipe.image_processor.postprocess(img, output_type='pil', do_denormalize=[True])[0]
 
 # %% ../../nbs/core/04_sampler.ipynb #037e6192
 def default_cfg(pipe # a pipeline
                )->float: # its classifier-free guidance scale
     "The CFG scale calibrated for the model (`layoutlab.core.models.MODEL_DEFAULTS`), else Stable Diffusion's 7.5."
+    if is_mmdit(pipe): return 1.0 if hasattr(pipe.transformer, 'x_embedder') else 7.0   # FLUX: guidance-distilled (no true CFG); SD3: its pipeline's 7.0
     return float(MODEL_DEFAULTS.get(model_kind(pipe), {}).get('cfg', 7.5))
 
 def run_pipeline(pipe # the caller's pipeline
                 )->object: # a shallow copy sharing its models, with a DDIM scheduler of its own
     "What one run may change: a copy of `pipe` (same UNet, VAE, text encoders) with its own DDIM scheduler."
     run = copy.copy(pipe)
+    if is_mmdit(pipe):   # SD3 / FLUX: the velocity transformer as an ε-model, the flow schedule read as DDIM (layoutlab.core.flow)
+        run.unet = EpsDenoiser(pipe)
+        run.scheduler = FlowAsVP(pipe.scheduler.config, flux=hasattr(pipe.transformer, 'x_embedder'))
+        return run
     run.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     return run
 
@@ -275,8 +287,8 @@ def run(pipe, # a Stable Diffusion (1.x or XL) pipeline; never changed
         if recorder.path is not None: raise ValueError("a batch of seeds is recorded in memory: pass Recorder() without a path, or sample one seed at a time")
         recorders = [recorder] + [copy.copy(recorder) for _ in seeds[1:]]
     pipe_ = run_pipeline(pipe)
-    height, width = check_size(height, width, pipe_.vae_scale_factor, pipe_.unet.config.sample_size * pipe_.vae_scale_factor)
-    check_prompts(pipe_.tokenizer, layout, negative_prompt)
+    height, width = check_size(height, width, pipe_.vae_scale_factor * (2 if is_mmdit(pipe) else 1), pipe_.unet.config.sample_size * pipe_.vae_scale_factor)
+    check_prompts(pipe_.tokenizer_2 if is_mmdit(pipe) and hasattr(pipe.transformer, 'x_embedder') else pipe_.tokenizer, layout, negative_prompt)
     described = {k: describe_seam(v) for k, v in seams.items()} if params is None else params
     seams = _prepare(seams, pipe_, layout, steps=steps, height=height, width=width, cfg=cfg)
     attrs = dict(prompt=layout.prompt, negative_prompt=negative_prompt or '', layout=layout.to_json(),
@@ -305,10 +317,12 @@ def run_one(pipe, # the run's own pipeline (`run_pipeline`)
     height, width = size
     init, before_step, noise_pred, after_step, edit_attention = (seams.get(k) for k in SEAMS)
     method, vsf = attrs['method'], pipe.vae_scale_factor
-    tokens = layout.token_indices(pipe.tokenizer)
-    ids = prompt_ids(pipe.tokenizer, layout.prompt)
+    mm = is_mmdit(pipe)
+    if mm: tokens, text, n_prompt = mmdit_tokens(pipe, layout)
+    else: tokens, n_prompt = layout.token_indices(pipe.tokenizer), len(prompt_ids(pipe.tokenizer, layout.prompt))
     sched = pipe.scheduler
-    sched.set_timesteps(steps, device=pipe.unet.device)
+    if mm: sched.set_timesteps(steps, device=pipe.unet.device, image_seq_len=(height // vsf // 2) * (width // vsf // 2))
+    else: sched.set_timesteps(steps, device=pipe.unet.device)
     generator = torch.Generator(pipe.unet.device).manual_seed(seed)
     cond = encode(pipe, layout.prompt, height, width, negative_prompt)
     shape = (1, pipe.unet.config.in_channels, height // vsf, width // vsf)
@@ -322,8 +336,8 @@ def run_one(pipe, # the run's own pipeline (`run_pipeline`)
     settle = recorder.wait if recorder is not None and recorder.path is not None else (lambda: None)  # a file holds every step before a seam runs
     try:   # from `begin` on, any error closes the recorder: its lock is released, the finished steps kept
         if recorder is not None:
-            text = pipe.tokenizer.convert_ids_to_tokens(pipe.tokenizer(layout.prompt, padding='max_length', max_length=pipe.tokenizer.model_max_length)['input_ids'])
-            recorder.begin(rec_layers, text, len(ids), shape[-2:], attrs)
+            if not mm: text = pipe.tokenizer.convert_ids_to_tokens(pipe.tokenizer(layout.prompt, padding='max_length', max_length=pipe.tokenizer.model_max_length)['input_ids'])
+            recorder.begin(rec_layers, text, n_prompt, shape[-2:], attrs)
         with capture_attention(pipe.unet, captured, grad=True, edit=edit) if captured else contextlib.nullcontext(AttentionCapture([])) as cap:
             state.capture = cap
             start = int(getattr(init, 'start', 0) or 0)   # an init may hand over a latent part-way down the schedule
@@ -339,7 +353,8 @@ def run_one(pipe, # the run's own pipeline (`run_pipeline`)
                 maps = dict(cap.maps)                   # the step's own pass; later seams may run the UNet again
                 if noise_pred is not None: settle(); eps = noise_pred(state, eps)
                 eps = eps.detach()
-                with torch.no_grad(): out = sched.step(eps, t, state.latents, eta=0.0, generator=generator)
+                x0 = {'x0': state.x0} if mm and state.alpha_bar == 0 else {}   # σ = 1: ε̂ = z, x̂₀ from the pass
+                with torch.no_grad(): out = sched.step(eps, t, state.latents, eta=0.0, generator=generator, **x0)
                 state.latents = out.prev_sample
                 state.log('x0_pred', out.pred_original_sample[0], ('channel', 'lat_y', 'lat_x'))
                 if after_step is not None: settle(); state.latents = after_step(state).detach()

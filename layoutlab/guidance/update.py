@@ -24,7 +24,7 @@ def sigma_from_alpha_bar(alpha_bar_t # ᾱ_t of the timestep (float or tensor)
                         ): # σ_t = √((1-ᾱ_t)/ᾱ_t), the LMS/Euler (VE) noise level
     "The VE noise level σ_t of diffusers' LMS/Euler schedulers, from ᾱ_t."
     if isinstance(alpha_bar_t, torch.Tensor): return ((1 - alpha_bar_t) / alpha_bar_t).sqrt()
-    return math.sqrt((1 - alpha_bar_t) / alpha_bar_t)
+    return math.sqrt((1 - alpha_bar_t) / alpha_bar_t) if alpha_bar_t > 0 else math.inf   # ᾱ = 0: flow matching's σ = 1 (pure noise)
 
 def alpha_bar_from_sigma(sigma_t # VE noise level σ_t (float or tensor)
                         ): # ᾱ_t = 1/(1+σ_t²)
