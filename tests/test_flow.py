@@ -57,3 +57,20 @@ def test_recorded_and_guided_runs():
                    recorder=Recorder(layers=None), progress=False).recording
         e = g.energy.isel(step=0).values.ravel(); e = e[np.isfinite(e)]
         assert len(e) >= 2 and e[-1] < e[0], (kind, e)
+
+def test_every_method_runs_on_mmdit_or_says_why_not():
+    "Each registered method runs two steps on tiny SD3 and FLUX with finite latents, or refuses at once, naming why (`Method.needs_unet`)."
+    import pytest
+    from layoutlab.guidance.registry import sample, methods
+    lay = dict(prompt="a red circle and a blue square", objects=[dict(phrase="red circle", box=[.1, .1, .45, .45]),
+                                                                 dict(phrase="blue square", box=[.55, .55, .9, .9])])
+    for kind, size in (("sd3", 32), ("flux", 64)):
+        p = tiny_pipeline(kind)
+        for name, m in methods().items():
+            if m.needs_unet:
+                with pytest.raises(ValueError, match=f"{name} does not run on {type(p).__name__} \\(an MMDiT transformer\\): .*attn1"):
+                    sample(p, lay, name, steps=2, height=size, width=size, progress=False)
+                continue
+            z = sample(p, lay, name, steps=2, height=size, width=size, progress=False).latents
+            assert torch.isfinite(z).all(), (kind, name)
+    assert {n for n, m in methods().items() if m.needs_unet} == {'densediffusion', 'attention_refocusing'}

@@ -127,8 +127,9 @@ def _joint_attend(capture:AttentionCapture, # where the image→text block goes
     scores = (q.float() @ k.float().transpose(-1, -2)) * q.shape[-1] ** -.5
     if mask is not None: scores = scores.masked_fill(~mask, float('-inf')) if mask.dtype == torch.bool else scores + mask.float()
     if capture.edit_fn is not None:
+        edited = capture.edit(name, scores[:, :, img, txt].clone())   # the editor gets a copy: its graph must not see the write below
         scores = scores.clone()
-        scores[:, :, img, txt] = capture.edit(name, scores[:, :, img, txt])
+        scores[:, :, img, txt] = edited
     probs = scores.softmax(-1)
     capture.store(name, probs[:, :, img, txt].contiguous())
     return probs.to(v.dtype) @ v

@@ -146,7 +146,7 @@ def noise_to(scheduler, # a diffusers scheduler with `add_noise` (the pipeline's
     "The clean latent noised to timestep `t` by the scheduler's forward process."
     from diffusers.utils.torch_utils import randn_tensor
     n = randn_tensor(tuple(latent0.shape), generator=generator, device=latent0.device, dtype=latent0.dtype)
-    return scheduler.add_noise(latent0, n, torch.as_tensor([int(t)], device=latent0.device))
+    return scheduler.add_noise(latent0, n, torch.as_tensor([float(t) if hasattr(scheduler, 'alpha_bar') else int(t)], device=latent0.device))
 
 def blend_outside(latents:torch.Tensor, # (b, c, h, w) current latent
                   mask:torch.Tensor, # (h, w) or (c, h, w) bool (True: keep the latent) or float in [0, 1]

@@ -10,7 +10,7 @@ from fastcore.meta import delegates
 from importlib.metadata import entry_points
 from ..core.loop import run, describe_seam, Sample, SEAMS
 from ..core.record import Recorder
-from ..core.models import ASSETS, model_kind
+from ..core.models import ASSETS, model_kind, is_mmdit
 from ..core.tables import pipe_table
 from .pieces import _close
 
@@ -34,6 +34,7 @@ class Method:
     factors:dict=None # its cell of an energy × update ablation, e.g. dict(energy='NAEF', update='adaptive'): the ablation contrasts cells one factor apart
     paper:dict=None # numbers its paper reports, e.g. dict(AP50=49.2) (WinWinLay's Table 2, COCO): the claims a study checks
     study_params:dict=None # per study, piece parameters it runs with there over the preset's, e.g. {'theorem41': dict(Guidance=dict(score='cfg'))}
+    needs_unet:str=None # why it runs on UNet models only (SD 1.x/XL), said when it is asked to run on an MMDiT (SD3, FLUX); None: it runs on both
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier(): raise ValueError(f"a method's name is a Python identifier (what users type), got {self.name!r}")
         if not isinstance(self.label, str) or not self.label.strip() or '\n' in self.label: raise ValueError(f"method {self.name!r}: its label is one non-empty line, got {self.label!r}")
@@ -44,6 +45,7 @@ class Method:
         if not isinstance(self.tags, (list, tuple)) or not all(isinstance(t, str) for t in self.tags): raise ValueError(f"method {self.name!r}: tags are a tuple of strings, got {self.tags!r}")
         if self.short is not None and (not isinstance(self.short, str) or not self.short.strip() or '\n' in self.short): raise ValueError(f"method {self.name!r}: short is one non-empty line or None, got {self.short!r}")
         if isinstance(self.seconds, bool) or not isinstance(self.seconds, (int, float)) or not 0 < self.seconds < float('inf'): raise ValueError(f"method {self.name!r}: seconds is a positive number, got {self.seconds!r}")
+        if not isinstance(self.needs_unet, (str, type(None))): raise ValueError(f"method {self.name!r}: needs_unet is a reason (a string) or None, got {self.needs_unet!r}")
         for k in ('factors', 'paper', 'study_params'):
             if not isinstance(getattr(self, k), (dict, type(None))): raise ValueError(f"method {self.name!r}: {k} is a dict or None, got {getattr(self, k)!r}")
 
@@ -132,7 +134,10 @@ def preset(name:str, # a method name (see `method_names()`)
            **overrides # per piece class, parameters to change, e.g. `Guidance=dict(step_scale=0.1)`
           )->tuple: # (seams for `sample`, parameters for the recording)
     "The sampler seams and parameters of a registered method: its pieces with the model's calibrated values (`calibrated`), then `overrides`."
-    seams = get_method(name).build(pipe, merge_overrides(calibrated(name, pipe), overrides))
+    m = get_method(name)
+    if m.needs_unet and pipe is not None and is_mmdit(pipe):
+        raise ValueError(f"{name} does not run on {type(pipe).__name__} (an MMDiT transformer): {m.needs_unet}")
+    seams = m.build(pipe, merge_overrides(calibrated(name, pipe), overrides))
     return seams, {k: describe_seam(v) for k, v in seams.items()}
 
 

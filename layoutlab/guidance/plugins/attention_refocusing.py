@@ -137,4 +137,5 @@ def build(pipe, # the pipeline (no per-model defaults: the authors' values, or a
                                  threshold=0.1, stop_rule='per_step'))
 
 METHODS = [Method('attention_refocusing', "Attention Refocusing: cross- and self-attention refocusing losses, gradient steps on the latent", build,
-                  grid=('Guidance', 'step_scale', (0.3, 1.0, 3.0, 10.0, 30.0)), short='AR', seconds=3.5, tags=('bench', 'calibrate'))]
+                  grid=('Guidance', 'step_scale', (0.3, 1.0, 3.0, 10.0, 30.0)), short='AR', seconds=3.5, tags=('bench', 'calibrate'),
+                  needs_unet="its self-attention loss reads the UNet's attn1 maps, and an MMDiT's image-to-image block is not captured")]

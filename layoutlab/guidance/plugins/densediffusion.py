@@ -93,5 +93,6 @@ def build(pipe, # the pipeline (no per-model defaults: the authors' values, or a
     return dict(edit_attention=tuned(DenseAttention, overrides))
 
 METHODS = [Method('densediffusion', "DenseDiffusion: attention modulation towards the boxes, no gradients", build,
-                  grid=('DenseAttention', 'strength', (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)), short='DenseDiff', seconds=1.0, tags=('bench', 'calibrate'))]
+                  grid=('DenseAttention', 'strength', (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)), short='DenseDiff', seconds=1.0, tags=('bench', 'calibrate'),
+                  needs_unet="it modulates the UNet's self-attention (attn1) beside its cross-attention, and an MMDiT's image-to-image block is not captured")]
 
