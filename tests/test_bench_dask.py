@@ -151,7 +151,7 @@ def test_swept_values_never_name_files_outside_record_and_failures_say_why(tmp_p
     assert all('/' not in p.name and '..' not in p.relative_to(rec).parts for p in rec.iterdir())
     lines = [l for l in r.stderr.splitlines() if l.strip() and not l.startswith('[transformers]')]
     assert r.returncode == 1 and 'Traceback' not in r.stderr and len(lines) == 1, r.stderr
-    assert '2 tasks failed' in lines[0] and 'no attention layer of the UNet matches' in lines[0] and 'KeyError' not in lines[0], lines[0]
+    assert '2 tasks failed' in lines[0] and 'no attention layer of the model matches' in lines[0] and 'KeyError' not in lines[0], lines[0]
 
 def test_a_garbage_line_keeps_the_good_rows(tmp_path):
     "Unclear case: one garbage line among good rows refused the whole resume; the good rows stay, the line is named in one warning, the rest reruns."
