@@ -322,7 +322,7 @@ def link_names(md:str, # markdown text
 SECTIONS = (('Get started', ('index', '17_tutorial')),
             ('Methods', ('09a_registry', '22_adding_a_method', '09_methods', '05_energy', '06_update', '07_latent_init', '08_gradsam')),
             ('Recording and browsing', ('03_record', '13_plots', '14_widgets', '16_cli')),
-            ('Theory', ('15_theory', '15a_theorem41_real')),
+            ('Theory', ('15_theory', '15a_theorem41_real', '23_mmdit')),
             ('Studies', ('22_leaderboard', '20_ablation', '19_bench', '19a_regimes', '19b_tasks', '19c_calibration', '21_perf', '10_shapes', '11_train_shapes', '12_metrics', '12a_judge')),
             ('Reference', ()))   # notebooks by file name (as prose names them); every page not named above goes to the last
 
