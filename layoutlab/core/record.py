@@ -127,15 +127,16 @@ def _append_row(w:tuple, # `_rows_of` a dataset along `step`
 
 class _NetCDF:
     "Append-by-step writer for NetCDF-4 files: variables made with h5netcdf, steps appended through h5py and flushed, so the file is always whole."
-    def __init__(self, path):
+    def __init__(self, path, every:int=1):
         import h5netcdf, h5py
         self.path, self.h5netcdf, self.str_dtype = path, h5netcdf, h5py.string_dtype()
+        self.every, self._buf, self._root = every, [], None   # steps per write; the steps not yet written, their root attributes
         self._f = h5netcdf.File(path, 'w-', locking=False)   # fails, rather than truncates, if the file exists; no HDF5 lock (ours guards writers)
         self._h5, self._along = None, None                   # the h5py handle the steps are appended through, its variables
         self._written = {}                                   # root attributes as a step last wrote them
     @property
     def f(self):
-        if self._h5 is not None: self._h5.close(); self._h5 = None; self._along = None   # new variables go through h5netcdf
+        if self._h5 is not None: self.write_out(); self._h5.close(); self._h5 = None; self._along = None   # new variables go through h5netcdf, after the steps held back
         if self._f is None: self._f = _unlocked(lambda l: self.h5netcdf.File(self.path, 'a', locking=l), False, None)
         return self._f
     def group(self, name):
@@ -166,24 +167,34 @@ class _NetCDF:
     def resize(self, g, n): g.resize_dimension('step', n)
     def attrs(self, g, d): g.attrs.update(_attrs(d)); self._written = {}
     def append(self, i, rows, root_attrs):
-        "Row i of every per-step variable, through plain h5py (a few h5py calls), then the root's attributes."
+        "Row i of every per-step variable: held back until `every` steps are, then written together (`write_out`)."
+        self._buf.append((i, rows)); self._root = root_attrs
+        if len(self._buf) >= self.every: self.write_out()
+    def write_out(self):
+        "The held-back steps' rows of every per-step variable, one h5py write per variable, then the root's attributes and a flush."
         import h5py
+        if not self._buf: return
         if self._f is not None: self._f.close(); self._f = None   # variables made this step (h5netcdf): on disk first
         if self._h5 is None: self._h5 = _unlocked(lambda l: h5py.File(self.path, 'a', locking=l), False, None)
+        buf, i0 = self._buf, self._buf[0][0]
         if self._along is None:                              # every per-step variable, and each group's `step` dimension
-            f = self._h5
+            f, rows = self._h5, buf[0][1]
             groups = {name: f if name.strip('/') == '' else f[name.strip('/')] for name in rows}
             self._along = {(name, k): _rows_of(g[k]) for name, g in groups.items() for k in list(rows[name]) + ['step'] if k in g}
-        for (name, k), v in self._along.items(): _append_row(v, i, rows[name].get(k))
-        for k, v in _attrs(root_attrs).items():              # only those that changed (the count and the checksums, mostly)
+        for (name, k), v in self._along.items():
+            got = [r[name].get(k) for _, r in buf]
+            _append_rows(v, i0, len(buf), None if got[0] is None else np.stack(got))
+        for k, v in _attrs(self._root).items():              # only those that changed (the count and the checksums, mostly)
             if not _same(self._written.get(k, _same), v): self._h5.attrs[k] = self._written[k] = v
         self._h5.flush()                                     # HDF5 writes its metadata out: the file is whole on disk
+        self._buf = []
     def flush(self):
         if self._f is not None: self._f.close(); self._f = None; self._along = None   # new variables: list them again
     def room(self, need):
         "Refuse a step that might not fit: HDF5 stopped half-way through its metadata can leave every step unreadable."
         _room(self.path, need)
     def close(self):
+        if self._buf: self.write_out()                       # steps held back go to the file before it closes
         self.flush()
         if self._h5 is not None: self._h5.close(); self._h5 = None
     def abort(self):
@@ -192,7 +203,22 @@ class _NetCDF:
             try:
                 if h is not None: h.close()
             except Exception: pass
-        self._h5 = self._f = self._along = None
+        self._h5 = self._f = self._along = None; self._buf = []
+
+def _append_rows(w:tuple, # `_rows_of` a dataset along `step`
+                 i0:int, # the first row to write
+                 n:int, # how many: the dataset grows to i0 + n rows
+                 rows=None # (n, *row shape) values (None: only grow, as a group's `step` dimension does)
+                ):
+    "Grow a dataset by n rows and write rows i0 … i0+n−1 in one low-level write (one row: `_append_row`)."
+    if n == 1: return _append_row(w, i0, None if rows is None else rows[0])
+    from h5py import h5s
+    dsid, tail, mem, dtype = w
+    dsid.set_extent((i0 + n,) + tail)
+    if rows is None or mem is None: return
+    space = dsid.get_space()
+    space.select_hyperslab((i0,) + (0,) * len(tail), (n,) + tail)
+    dsid.write(h5s.create_simple((n,) + tail), space, np.ascontiguousarray(rows, dtype))
 
 # %% ../../nbs/core/03_record.ipynb #ba977787
 class _Zarr:
@@ -239,7 +265,7 @@ class _Zarr:
                 if a.shape[0] > getattr(self, 'rows', 0): a.resize((getattr(self, 'rows', 0),) + a.shape[1:])
 
 def _chunks(shape): return (1,) + tuple(max(s, 1) for s in shape)   # one step per chunk (an empty dim still needs a chunk size)
-def _writer(path): return _Memory() if path is None else _Zarr(path) if _is_zarr(path) else _NetCDF(path)
+def _writer(path, every=1): return _Memory() if path is None else _Zarr(path) if _is_zarr(path) else _NetCDF(path, every)
 def _is_zarr(path): return str(path).rstrip('/').endswith('.zarr')
 
 # %% ../../nbs/core/03_record.ipynb #acfae755
@@ -388,11 +414,14 @@ class Recorder:
                  tokens:str='prompt', # 'prompt' (start..end token) or 'all' (the padded sequence)
                  overwrite:bool=False, # replace an earlier layoutlab recording at `path` (never anything else)
                  background:bool=True, # write each step in a background thread while the next one runs
+                 flush_every:int=1, # `.nc`: steps written (and flushed) together; 1: every step is on disk when the next begins, k > 1: a k-th of the file work, but a killed run loses up to k − 1 finished steps (an error still writes them)
                  extra_passes:bool=True # let pieces run the passes whose only use is the recording (NAEF's gradient split, the energy after a step's last update); False records only what the run computes anyway
                 ):
         if branch not in ('cond', 'uncond'): raise ValueError(f"branch must be 'cond' or 'uncond', got {branch!r}")
         if tokens not in ('prompt', 'all'): raise ValueError(f"tokens must be 'prompt' or 'all', got {tokens!r}")
         self.path, self.layers, self.heads, self.float16, self.branch, self.tokens = path, layers, heads, float16, branch, tokens
+        if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1: raise ValueError(f"flush_every must be an integer >= 1, got {flush_every!r}")
+        self.flush_every = flush_every
         if not isinstance(extra_passes, bool): raise ValueError(f"extra_passes must be True or False, got {extra_passes!r}")
         self.overwrite, self.n, self.w, self.lock, self.done, self.file = overwrite, 0, None, None, False, None
         self.extra_passes, self.background, self._pool, self._pending, self.closed, self.failed = extra_passes, background, None, None, False, None
@@ -486,7 +515,7 @@ def _check_layers(layers):
 def _start(self:Recorder, layers, token_text, n_prompt, latent_hw, attrs, phrases):
     "`begin`'s writing part: the writer, the root's attributes and the step coordinates."
     import layoutlab
-    self.w = _writer(self.file)
+    self.w = _writer(self.file, self.flush_every)
     self._sums, self._strs = {}, {}
     if self.background and self.file is not None:          # in memory a step is a few appends: no thread
         from concurrent.futures import ThreadPoolExecutor
