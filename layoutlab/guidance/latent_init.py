@@ -33,11 +33,12 @@ def encode_image(pipe, # a Stable Diffusion pipeline
                  image, # PIL image or array (see `to_pil`)
                  height:int=None, width:int=None # resize to this size first (default: the image's own, rounded by the processor)
                 )->torch.Tensor: # (1, c, height/8, width/8) latent, in the UNet's scale
-    "VAE latent of `image`: posterior mean × `scaling_factor`."
+    "VAE latent of `image`: (posterior mean − `shift_factor`) × `scaling_factor` (SD3 and FLUX shift; SD 1.x/XL do not)."
     vae = pipe.vae
     x = pipe.image_processor.preprocess(to_pil(image), height=height, width=width).to(vae.device, vae.dtype)
     with torch.no_grad(): z = vae.encode(x).latent_dist.mean
-    return (z * vae.config.scaling_factor).to(pipe.unet.dtype)
+    shift = vae.config.get('shift_factor') or 0.0
+    return ((z - shift) * vae.config.scaling_factor).to(pipe.unet.dtype)
 
 # %% ../../nbs/guidance/07_latent_init.ipynb #16034e30
 def _schedulers(pipe, steps):

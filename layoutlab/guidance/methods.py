@@ -302,7 +302,8 @@ METHODS = [
            lambda pipe, over: dict(edit_attention=tuned(Injection, over), noise_pred=tuned(LossGuidance, over)),
            grid=('LossGuidance', 'eta', [0.03, 0.1, 0.32, 1.0, 3.2, 10.0, 32.0]), short='iLGD', seconds=1.5, tags=('bench', 'calibrate', 'ablation', 'perf')),
     Method('sali', "spatial-aware latent initialisation from a layout reference, then Layout-Control",
-           _on_top('layout_control', 'init', SpatialAware), inherits='layout_control', tags=('bench', 'perf')),
+           _on_top('layout_control', 'init', SpatialAware), inherits='layout_control', tags=('bench', 'perf'),
+           needs_unet="its DDIM inversion of the reference follows a UNet's DDPM schedule; an inversion along the flow-matching σ schedule is not written yet"),
     Method('gradsam', "Grad-SAM latent manipulation towards a layout reference, with Layout-Control; slow: ~25× Layout-Control's time (a VJP per latent element)",
            _on_top('layout_control', 'after_step', GradSAMFromReference), inherits='layout_control', seconds=18.8, tags=('bench', 'perf')),
 ]  # the built-in methods, in the order menus list them; the registry loads this list as it loads a plug-in's
