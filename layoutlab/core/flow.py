@@ -9,10 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 from diffusers import FlowMatchEulerDiscreteScheduler
+from diffusers.pipelines.flux.pipeline_flux import calculate_shift   # FLUX's (and dynamic-shift SD3's) μ from the image's token count
+from .models import is_flux
 
 # %% auto #0
-__all__ = ['SD3_T5_LEN', 'FLUX_T5_LEN', 'pack', 'unpack', 'c_of', 'calculate_shift', 'FlowAsVP', 'mmdit_encode', 'mmdit_tokens',
-           'EpsDenoiser']
+__all__ = ['SD3_T5_LEN', 'FLUX_T5_LEN', 'pack', 'unpack', 'c_of', 'FlowAsVP', 'mmdit_encode', 'mmdit_tokens', 'EpsDenoiser']
 
 # %% ../../nbs/core/03b_flow.ipynb #8e364dfc
 def pack(z:torch.Tensor # (b, c, h, w) latent
@@ -31,10 +32,7 @@ def unpack(x:torch.Tensor, # (b, n, 4c) FLUX tokens
 # %% ../../nbs/core/03b_flow.ipynb #cdae071f
 def c_of(sigma): return ((1 - sigma) ** 2 + sigma ** 2) ** .5
 
-def calculate_shift(seq_len, base_seq=256, max_seq=4096, base_shift=0.5, max_shift=1.15):
-    "FLUX's (and dynamic-shift SD3's) μ, linear in the image's token count, as diffusers' pipelines compute it."
-    m = (max_shift - base_shift) / (max_seq - base_seq)
-    return seq_len * m + base_shift - m * base_seq
+def _alpha_bar(s): return (1 - s) ** 2 / c_of(s) ** 2   # ᾱ(σ)
 
 class FlowAsVP:
     "A flow-matching Euler schedule read as DDIM on VP latents z = x/c(σ) (ε-prediction)."
@@ -53,23 +51,24 @@ class FlowAsVP:
         if self.flux and not cfg.get('use_flow_sigmas', False): kw['sigmas'] = np.linspace(1.0, 1 / steps, steps)
         self.flow.set_timesteps(steps, device=device, **kw)
         self.timesteps, self.sigmas = self.flow.timesteps, self.flow.sigmas
+        self._t = self.timesteps.detach().cpu().double()   # looked up at every step: kept on the host once
     def index(self, t)->int:
         "Where timestep `t` sits in the schedule."
-        return int((self.timesteps.cpu() - float(t)).abs().argmin())
+        return int((self._t - float(t)).abs().argmin())
     def sigma(self, t)->float:
         "σ of a schedule timestep (else t / num_train_timesteps)."
-        if self.timesteps is not None and (self.timesteps.cpu() - float(t)).abs().min() < 1e-3: return float(self.sigmas[self.index(t)])
+        if self.timesteps is not None and (self._t - float(t)).abs().min() < 1e-3: return float(self.sigmas[self.index(t)])
         return float(t) / self.config.num_train_timesteps
     def alpha_bar(self, t)->float:
         "ᾱ(σ) = (1−σ)²/c(σ)²."
-        s = self.sigma(t); return (1 - s) ** 2 / c_of(s) ** 2
+        return _alpha_bar(self.sigma(t))
     def scale_model_input(self, z, t): return z
     def step(self, eps, t, z, eta:float=0.0, generator=None, x0=None):
         "DDIM (η = 0) from t to the next σ: equal to the flow-matching Euler step."
         if eta: raise ValueError("FlowAsVP.step: only eta=0 (the flow's Euler step) is implemented")
         i = self.index(t)
         s, s_next = float(self.sigmas[i]), float(self.sigmas[i + 1])
-        ab, ab_next = (1 - s) ** 2 / c_of(s) ** 2, (1 - s_next) ** 2 / c_of(s_next) ** 2
+        ab, ab_next = _alpha_bar(s), _alpha_bar(s_next)
         if x0 is None:
             if ab == 0: raise ValueError("at σ = 1 (ᾱ = 0) ε̂ = z carries no x̂₀: pass x0 (= z − v from the velocity)")
             x0 = (z - (1 - ab) ** .5 * eps) / ab ** .5
@@ -84,15 +83,13 @@ class FlowAsVP:
 # %% ../../nbs/core/03b_flow.ipynb #286c0c87
 SD3_T5_LEN, FLUX_T5_LEN = 256, 512   # the pipelines' default max_sequence_length
 
-def _flux(pipe): return hasattr(pipe.transformer, 'x_embedder')
-
 def mmdit_encode(pipe, # StableDiffusion3Pipeline or FluxPipeline
                  prompt:str, negative_prompt:str=None # the CFG branches (FLUX: negative default "")
                 )->tuple: # (embeds [uncond, cond], added dict) for `Conditioning`
     "Both CFG branches as the pipeline encodes them: pooled embeddings (and FLUX's text ids) go in `added`."
     dev = pipe.transformer.device
     with torch.no_grad():
-        if not _flux(pipe):
+        if not is_flux(pipe):
             c, u, pc, pu = pipe.encode_prompt(prompt=prompt, prompt_2=None, prompt_3=None, device=dev, do_classifier_free_guidance=True,
                                               negative_prompt=negative_prompt)
             return torch.cat([u, c]), dict(pooled_projections=torch.cat([pu, pc]))
@@ -107,7 +104,7 @@ def mmdit_tokens(pipe, # StableDiffusion3Pipeline or FluxPipeline
                 )->tuple: # (token positions per object, labels along the text keys, prompt length in keys)
     "Where each phrase sits along the transformer's text keys, and every key's label."
     from .layout import prompt_ids
-    if _flux(pipe):
+    if is_flux(pipe):
         tok = pipe.tokenizer_2
         return layout.token_indices(tok), _labels(tok, layout.prompt, FLUX_T5_LEN), len(prompt_ids(tok, layout.prompt))
     clip = layout.token_indices(pipe.tokenizer); n_clip = pipe.tokenizer.model_max_length
@@ -123,11 +120,10 @@ class EpsDenoiser(nn.Module):
     def __init__(self, pipe, # a StableDiffusion3Pipeline or FluxPipeline
                  guidance:float=3.5): # FLUX's guidance embedding, when the transformer has one
         super().__init__()
-        self.transformer, self.flux, self.guidance = pipe.transformer, hasattr(pipe.transformer, 'x_embedder'), guidance
+        self.transformer, self.flux, self.guidance = pipe.transformer, is_flux(pipe), guidance
         tc = pipe.transformer.config
         self.config = types.SimpleNamespace(in_channels=tc.in_channels // 4 if self.flux else tc.in_channels,
                                             sample_size=pipe.default_sample_size, num_train_timesteps=1000)
-        self.last_x0 = None
     @property
     def device(self): return self.transformer.device
     @property

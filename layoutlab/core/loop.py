@@ -13,7 +13,7 @@ from diffusers import DDIMScheduler
 from .layout import Layout, prompt_ids, as_layout
 from .attention import capture_attention, select_layers, guidance_layers, attention_layers, AttentionCapture, StopForward
 from .record import Recorder
-from .models import MODEL_DEFAULTS, model_kind, is_mmdit
+from .models import MODEL_DEFAULTS, model_kind, is_mmdit, is_flux
 from .flow import FlowAsVP, EpsDenoiser, mmdit_encode, mmdit_tokens
 
 
@@ -173,7 +173,7 @@ def decode(pipe, latents):
 def default_cfg(pipe # a pipeline
                )->float: # its classifier-free guidance scale
     "The CFG scale calibrated for the model (`layoutlab.core.models.MODEL_DEFAULTS`), else Stable Diffusion's 7.5."
-    if is_mmdit(pipe): return 1.0 if hasattr(pipe.transformer, 'x_embedder') else 7.0   # FLUX: guidance-distilled (no true CFG); SD3: its pipeline's 7.0
+    if is_mmdit(pipe): return 1.0 if is_flux(pipe) else 7.0   # FLUX: guidance-distilled (no true CFG); SD3: its pipeline's 7.0
     return float(MODEL_DEFAULTS.get(model_kind(pipe), {}).get('cfg', 7.5))
 
 def run_pipeline(pipe # the caller's pipeline
@@ -182,7 +182,7 @@ def run_pipeline(pipe # the caller's pipeline
     run = copy.copy(pipe)
     if is_mmdit(pipe):   # SD3 / FLUX: the velocity transformer as an ε-model, the flow schedule read as DDIM (layoutlab.core.flow)
         run.unet = EpsDenoiser(pipe)
-        run.scheduler = FlowAsVP(pipe.scheduler.config, flux=hasattr(pipe.transformer, 'x_embedder'))
+        run.scheduler = FlowAsVP(pipe.scheduler.config, flux=is_flux(pipe))
         return run
     run.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     return run
@@ -288,7 +288,7 @@ def run(pipe, # a Stable Diffusion (1.x or XL) pipeline; never changed
         recorders = [recorder] + [copy.copy(recorder) for _ in seeds[1:]]
     pipe_ = run_pipeline(pipe)
     height, width = check_size(height, width, pipe_.vae_scale_factor * (2 if is_mmdit(pipe) else 1), pipe_.unet.config.sample_size * pipe_.vae_scale_factor)
-    check_prompts(pipe_.tokenizer_2 if is_mmdit(pipe) and hasattr(pipe.transformer, 'x_embedder') else pipe_.tokenizer, layout, negative_prompt)
+    check_prompts(pipe_.tokenizer_2 if is_flux(pipe) else pipe_.tokenizer, layout, negative_prompt)
     described = {k: describe_seam(v) for k, v in seams.items()} if params is None else params
     seams = _prepare(seams, pipe_, layout, steps=steps, height=height, width=width, cfg=cfg)
     attrs = dict(prompt=layout.prompt, negative_prompt=negative_prompt or '', layout=layout.to_json(),

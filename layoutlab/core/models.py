@@ -13,9 +13,9 @@ from transformers import CLIPTokenizer
 __all__ = ['KNOWN_NOISE', 'WORDS', 'ASSETS', 'DTYPES', 'TINY_KINDS', 'REAL_CONFIGS', 'PIPELINES', 'COMPONENTS', 'TINY', 'MMDIT',
            'CHECKSUMS', 'MODEL_DEFAULTS', 'quiet_known_noise', 'no_loading_bars', 'build_tokenizer_files',
            'shipped_tokenizer', 'default_device', 'resolve_device', 'resolve_dtype', 'tiny_pipeline', 'building_on',
-           'real_unet', 'random_pipeline', 'ModelNotAvailable', 'is_mmdit', 'model_folder', 'read_model_index',
-           'check_model_folder', 'file_sha256', 'write_checksums', 'check_checksums', 'load_pipeline', 'load_tokenizer',
-           'model_kind']
+           'real_unet', 'random_pipeline', 'ModelNotAvailable', 'is_mmdit', 'is_flux', 'model_folder',
+           'read_model_index', 'check_model_folder', 'file_sha256', 'write_checksums', 'check_checksums',
+           'load_pipeline', 'load_tokenizer', 'model_kind']
 
 # %% ../../nbs/core/01_models.ipynb #ffa0d511
 import logging
@@ -312,6 +312,11 @@ def is_mmdit(pipe # a pipeline
             )->bool:
     "Whether `pipe` denoises with an MMDiT transformer (SD3, FLUX) instead of a UNet: decided by its class, never its name."
     return isinstance(pipe, MMDIT)
+
+def is_flux(pipe # a pipeline
+           )->bool:
+    "Whether `pipe` is a FLUX pipeline (packed 2×2 latents, T5 prompt tokens): by its class."
+    return isinstance(pipe, FluxPipeline)
 _HUB_ID = re.compile(r'^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$')
 
 def model_folder(name_or_path:str # hub id, local folder or "shapes"
