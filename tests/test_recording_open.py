@@ -114,3 +114,51 @@ def test_extra_passes_only_add_what_they_say(pipe):
     np.testing.assert_allclose(e_full[:2], e_lean[:2], rtol=1e-5)
     assert passes[True]['backward'] < passes[False]['backward'] and passes[True]['forward_1'] < passes[False]['forward_1']
     with pytest.raises(ValueError, match='extra_passes must be True or False'): R.Recorder(extra_passes='no')
+
+@pytest.mark.parametrize('case', list(CASES))
+def test_finish_hands_back_what_the_file_reads_as(pipe, tmp_path, case, monkeypatch):
+    "`finish` returns the copy it kept while writing (no reading back): the tree `load_recording` reads from the file; too big to keep, it opens the file."
+    seams, params = preset('winwinlay', pipe, Guidance=dict(max_iterations=2))
+    run = lambda p: sample(pipe, LAY, steps=3, recorder=R.Recorder(p, **CASES[case]), method='winwinlay', params=params,
+                           progress=False, **seams).recording
+    with monkeypatch.context() as m:
+        m.setattr(R, 'load_recording', lambda *a, **k: pytest.fail("finish read the file back"))
+        kept = run(tmp_path/'kept.nc')
+    disk = R.load_recording(tmp_path/'kept.nc', lazy=False)
+    try: assert_same(kept, disk)
+    finally: disk.close()
+    monkeypatch.setattr(R, 'MIRROR_BYTES', 1000)             # a few rows: the copy is dropped during the run
+    opened = run(tmp_path/'opened.nc')
+    lazy = R.load_recording(tmp_path/'opened.nc')
+    try:
+        assert_same(opened, lazy)
+        assert type(opened['attention_8x8'].attention.data).__module__.startswith('dask')
+    finally: opened.close(); lazy.close()
+
+NETCDF_C = """
+import json, sys, numpy as np, netCDF4
+d = netCDF4.Dataset(sys.argv[1]); d.set_auto_mask(False)
+out = {}
+def walk(g, path):
+    for k, v in g.variables.items(): out[f"{path}/{k}"] = [list(v.dimensions), np.asarray(v[...]).tolist()]
+    for name, sub in g.groups.items(): walk(sub, f"{path}/{name}")
+walk(d, '')
+print(json.dumps(out))
+"""
+
+def test_netcdf_c_reads_what_we_read(pipe, tmp_path):
+    "netCDF-C (through netCDF4, in its own process: it brings its own HDF5) reads every variable with our dims and values."
+    pytest.importorskip('netCDF4')
+    import json, subprocess, sys
+    p = tmp_path/'r.nc'
+    sample(pipe, LAY, 'winwinlay', steps=3, recorder=R.Recorder(p, float16=False), progress=False,
+           Guidance=dict(max_iterations=2)).recording.close()
+    got = json.loads(subprocess.run([sys.executable, '-c', NETCDF_C, str(p)], capture_output=True, text=True, check=True).stdout)
+    ours = R.load_recording(p, lazy=False)
+    want = {f"{n.path.rstrip('/')}/{k}": v for n in ours.subtree for k, v in n.to_dataset(inherit=False).variables.items()}
+    assert set(got) == set(want), set(got) ^ set(want)
+    for k, v in want.items():
+        dims, values = got[k]
+        assert tuple(dims) == v.dims, k
+        if v.dtype.kind in 'iuf': np.testing.assert_array_equal(np.asarray(values, v.dtype), v.values, err_msg=k)
+        else: assert values == v.values.tolist(), k

@@ -12,9 +12,9 @@ import xarray as xr
 from .tables import pipe_table
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'CONVENTIONS', 'VARIABLES', 'FLAGS', 'SCHEMA_ATTR', 'CHECKSUMS_ATTR', 'UNSIGNED', 'VERIFY_BYTES',
-           'describe', 'dim_values', 'is_recording', 'partial_path', 'RecordingError', 'Recorder', 'load_recording',
-           'schema_table']
+__all__ = ['SCHEMA_VERSION', 'CONVENTIONS', 'VARIABLES', 'FLAGS', 'MIRROR_BYTES', 'SCHEMA_ATTR', 'CHECKSUMS_ATTR', 'UNSIGNED',
+           'VERIFY_BYTES', 'describe', 'dim_values', 'is_recording', 'partial_path', 'RecordingError', 'Recorder',
+           'load_recording', 'schema_table']
 
 # %% ../../nbs/core/03_record.ipynb #3602199a
 SCHEMA_VERSION = 3 # 1: before checksums and CF attributes; 2: before attribute checksums (both still readable)
@@ -95,14 +95,7 @@ def dim_values(dim:str, # a dimension name
     return (np.arange(n) + .5) / n if _is_grid(dim) else np.arange(n)
 
 # %% ../../nbs/core/03_record.ipynb #6c542b7d
-def _scale(h, # an h5py group
-           d:str # a dimension name
-          ):
-    "The dimension scale of `d` as seen from `h`: the group's own, else the nearest parent's (NetCDF-4's rule)."
-    while True:
-        if d in h and h[d].attrs.get('CLASS') == b'DIMENSION_SCALE': return h[d]
-        if h.name == '/': raise KeyError(f"dimension {d!r} is not defined in {h.name} or above")
-        h = h.parent
+_PHONY = b'This is a netCDF dimension but not a netCDF variable'   # how NetCDF-4 marks a dimension with no variable of its name
 
 def _same(a, b)->bool: return type(a) is type(b) and (np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b)
 
@@ -125,85 +118,121 @@ def _append_row(w:tuple, # `_rows_of` a dataset along `step`
     space.select_hyperslab((i,) + (0,) * len(tail), (1,) + tail)
     dsid.write(mem, space, np.ascontiguousarray(row, dtype).reshape((1,) + tail))
 
+def _nc_value(a): return np.atleast_1d(a) if np.isscalar(a) and np.asarray(a).dtype.kind not in 'SU' else a   # an attribute as h5netcdf writes it: a number as a one-element array
+
+def _put_attrs(o, # an h5py group or dataset
+               d:dict # attributes (see `_attrs`)
+              ):
+    "Attributes as h5netcdf writes them: numbers as one-element arrays, strings and arrays as they are."
+    for k, a in _attrs(d).items(): o.attrs[k] = _nc_value(a)
+
+def _rewrite_attr(o, # an h5py object
+                  k:str, # attribute name
+                  v, # its new value
+                  ids:dict # attribute name -> open h5py attribute id, kept between calls
+                 ):
+    "Set attribute `k` of `o`; one that exists with the same kind and shape is overwritten in place through an id kept open (a fifth of the cost of replacing it)."
+    from h5py import h5a
+    a, v = ids.get(k), _nc_value(v)
+    if a is None and h5a.exists(o.id, k.encode()): a = ids[k] = h5a.open(o.id, k.encode())
+    if a is not None and isinstance(v, str) == (a.dtype.kind == 'O'):
+        new = np.asarray(v, dtype=a.dtype)
+        if new.shape == a.shape: return a.write(new)
+    ids.pop(k, None); o.attrs[k] = v
+
 class _NetCDF:
-    "Append-by-step writer for NetCDF-4 files: variables made with h5netcdf, steps appended through h5py and flushed, so the file is always whole."
+    "Append-by-step writer of NetCDF-4 files through one h5py handle: dimensions are HDF5 dimension scales with NetCDF-4's ids, as netCDF-C and h5netcdf write them; steps are appended and flushed, so the file is always whole."
     def __init__(self, path, every:int=1):
-        import h5netcdf, h5py
-        self.path, self.h5netcdf, self.str_dtype = path, h5netcdf, h5py.string_dtype()
-        self.every, self._buf, self._root = every, [], None   # steps per write; the steps not yet written, their root attributes
-        self._f = h5netcdf.File(path, 'w-', locking=False)   # fails, rather than truncates, if the file exists; no HDF5 lock (ours guards writers)
-        self._h5, self._along = None, None                   # the h5py handle the steps are appended through, its variables
-        self._written = {}                                   # root attributes as a step last wrote them
-    @property
-    def f(self):
-        if self._h5 is not None: self.write_out(); self._h5.close(); self._h5 = None; self._along = None   # new variables go through h5netcdf, after the steps held back
-        if self._f is None: self._f = _unlocked(lambda l: self.h5netcdf.File(self.path, 'a', locking=l), False, None)
-        return self._f
+        import h5py, layoutlab
+        self.path, self.str_dtype, self.every = path, h5py.string_dtype(), every
+        self._buf, self._root, self._written, self._ids = [], None, {}, {}   # the steps not yet written, their root attributes; root attributes as last written, and their ids
+        self.ids, self.along = {}, {}                        # (group, dimension) -> (NetCDF-4 dimension id, size or None); (group, variable) -> `_rows_of` every dataset along `step`
+        self.f = _unlocked(lambda l: h5py.File(path, 'w-', locking=l, track_order=True), False, None)   # fails, rather than truncates, if the file exists; no HDF5 lock (ours guards writers)
+        props = f"version=2,layoutlab={layoutlab.__version__},hdf5={h5py.version.hdf5_version},h5py={h5py.__version__}"
+        self.f.attrs['_NCProperties'] = np.array(props, dtype=h5py.string_dtype('ascii', len(props)))   # what NetCDF-4 files say of their writer
+    def _changing(self):
+        "Before the file's structure changes: the steps held back are written, so every variable has the same rows."
+        if self._buf: self.write_out()
     def group(self, name):
         n = name.strip('/')
-        return self.f if not n else self.f.groups[n] if n in self.f.groups else self.f.create_group(n)
+        if not n or n in self.f: return self.f[n or '/']
+        self._changing(); return self.f.create_group(n, track_order=True)
     def dims(self, g, sizes):
-        for d, n in sizes.items():
-            if d not in g.dimensions: g.dimensions[d] = n
+        "Dimensions of group g get their ids now; their scales when a variable needs them (a coordinate of the same name is the scale)."
+        for d, n in sizes.items(): self.ids.setdefault((g.name, d), (len(self.ids), n))
+    def _scale(self, g, d):
+        "The dimension scale of `d` as seen from `g` (the group's own, else the nearest parent's: NetCDF-4's rule) and its id; a dimension without a variable of its name gets NetCDF-4's placeholder."
+        h = g
+        while (h.name, d) not in self.ids:
+            if h.name == '/': raise KeyError(f"dimension {d!r} is not defined in {g.name} or above")
+            h = h.parent
+        i, n = self.ids[(h.name, d)]
+        if d in h: return h[d], i
+        s = h.create_dataset(d, (n or 0,), '>f4', maxshape=(n,) if n else (None,), track_order=True)
+        s.make_scale(_PHONY + b'.' + b'%10d' % (n or 0)); s.attrs['_Netcdf4Dimid'] = np.int32(i)
+        if n is None: self.along[(h.name, d)] = _rows_of(s)   # an unlimited one grows with the steps
+        return s, i
+    def _dimensions(self, g, v, dims):
+        "Variable v of group g on `dims`: a dimension's own coordinate becomes its scale, any other is attached to the scales."
+        name = v.name.rsplit('/', 1)[-1]
+        if tuple(dims) == (name,) and (g.name, name) in self.ids:
+            i = self.ids[(g.name, name)][0]
+            v.make_scale(name); v.attrs['_Netcdf4Dimid'] = np.int32(i); ids = [i]
+        else:
+            scales = [self._scale(g, d) for d in dims]
+            for k, (s, _) in enumerate(scales): v.dims[k].attach_scale(s)
+            ids = [i for _, i in scales]
+        v.attrs['_Netcdf4Coordinates'] = np.array(ids, 'i4')
     def static(self, g, name, dims, values, attrs):
+        self._changing()
         values = np.asarray(values)
-        if values.dtype.kind in 'UO': v = g.create_variable(name, dims, self.str_dtype); v[...] = values.astype(object)
-        else: v = g.create_variable(name, dims, values.dtype, fletcher32=bool(values.size), chunks=values.shape if values.size else None); v[...] = values
-        v.attrs.update(_attrs(attrs))
+        if values.dtype.kind in 'UO': v = g.create_dataset(name, data=values.astype(object), dtype=self.str_dtype, track_order=True)
+        else: v = g.create_dataset(name, data=values, fletcher32=bool(values.size), chunks=values.shape if values.size else None, track_order=True)
+        self._dimensions(g, v, dims); _put_attrs(v, attrs)
     def series(self, g, name, dims, shape, dtype, fill, rows, attrs):
-        "A per-step variable of `rows` rows made through h5py, with the bookkeeping h5netcdf would write (a tenth of its cost)."
-        h, dtype, shape = g._h5group, np.dtype(dtype), tuple(shape)
-        fill = fill if dtype.kind == 'f' else None              # earlier rows read as the fill value
-        if name in g.dimensions:                                # a dimension's own coordinate (`step`): h5netcdf swaps it for the scale
-            v = g.create_variable(name, ('step',) + tuple(dims), dtype, fillvalue=fill, chunks=_chunks(shape), fletcher32=True)
-            v.attrs.update(_attrs(attrs)); return
-        scales = [_scale(h, d) for d in ('step',) + tuple(dims)]
-        v = h.create_dataset(name, (rows,) + shape, dtype, maxshape=(None,) + tuple(s or None for s in shape), chunks=_chunks(shape), fletcher32=True, fillvalue=fill)   # an empty dimension may not hold a chunk: unlimited then
-        for k, s in enumerate(scales): v.dims[k].attach_scale(s)
-        v.attrs['_Netcdf4Coordinates'] = np.array([s.attrs['_Netcdf4Dimid'] for s in scales], 'i4')
+        "A per-step variable of `rows` rows (earlier steps read as the fill value)."
+        self._changing()
+        dtype, shape = np.dtype(dtype), tuple(shape)
+        fill = fill if dtype.kind == 'f' else None
+        v = g.create_dataset(name, (rows,) + shape, dtype, maxshape=(None,) + tuple(s or None for s in shape), chunks=_chunks(shape),
+                             fletcher32=True, fillvalue=fill, track_order=True)   # an empty dimension may not hold a chunk: unlimited then
+        self._dimensions(g, v, ('step',) + tuple(dims))
         if fill is not None: v.attrs['_FillValue'] = np.array([fill], dtype)
-        for k, a in _attrs(attrs).items(): v.attrs[k] = np.atleast_1d(a) if np.isscalar(a) and np.asarray(a).dtype.kind not in 'SU' else a
-    def get(self, g, name): return g.variables.get(name)
-    def resize(self, g, n): g.resize_dimension('step', n)
-    def attrs(self, g, d): g.attrs.update(_attrs(d)); self._written = {}
+        _put_attrs(v, attrs)
+        self.along[(g.name, name)] = _rows_of(v)
+    def attrs(self, g, d):
+        if g.name != '/': return _put_attrs(g, d)
+        for k, v in _attrs(d).items(): _rewrite_attr(g, k, v, self._ids); self._written[k] = v
     def append(self, i, rows, root_attrs):
         "Row i of every per-step variable: held back until `every` steps are, then written together (`write_out`)."
-        self._buf.append((i, rows)); self._root = root_attrs
+        self._buf.append((i, {'/' + k.strip('/'): v for k, v in rows.items()})); self._root = root_attrs
         if len(self._buf) >= self.every: self.write_out()
     def write_out(self):
         "The held-back steps' rows of every per-step variable, one h5py write per variable, then the root's attributes and a flush."
-        import h5py
         if not self._buf: return
-        if self._f is not None: self._f.close(); self._f = None   # variables made this step (h5netcdf): on disk first
-        if self._h5 is None: self._h5 = _unlocked(lambda l: h5py.File(self.path, 'a', locking=l), False, None)
         buf, i0 = self._buf, self._buf[0][0]
-        if self._along is None:                              # every per-step variable, and each group's `step` dimension
-            f, rows = self._h5, buf[0][1]
-            groups = {name: f if name.strip('/') == '' else f[name.strip('/')] for name in rows}
-            self._along = {(name, k): _rows_of(g[k]) for name, g in groups.items() for k in list(rows[name]) + ['step'] if k in g}
-        for (name, k), v in self._along.items():
-            got = [r[name].get(k) for _, r in buf]
-            _append_rows(v, i0, len(buf), None if got[0] is None else np.stack(got))
+        for (g, k), w in self.along.items():
+            got = [r.get(g, {}).get(k) for _, r in buf]
+            if len(got) == 1: _append_row(w, i0, got[0])
+            else: _append_rows(w, i0, len(got), None if got[0] is None else np.stack(got))
         for k, v in _attrs(self._root).items():              # only those that changed (the count and the checksums, mostly)
-            if not _same(self._written.get(k, _same), v): self._h5.attrs[k] = self._written[k] = v
-        self._h5.flush()                                     # HDF5 writes its metadata out: the file is whole on disk
+            if not _same(self._written.get(k, _same), v): _rewrite_attr(self.f, k, v, self._ids); self._written[k] = v
+        self.f.flush()                                       # HDF5 writes its metadata out: the file is whole on disk
         self._buf = []
-    def flush(self):
-        if self._f is not None: self._f.close(); self._f = None; self._along = None   # new variables: list them again
+    def flush(self): self.f.flush()
     def room(self, need):
         "Refuse a step that might not fit: HDF5 stopped half-way through its metadata can leave every step unreadable."
         _room(self.path, need)
     def close(self):
-        if self._buf: self.write_out()                       # steps held back go to the file before it closes
-        self.flush()
-        if self._h5 is not None: self._h5.close(); self._h5 = None
+        if self.f is None: return
+        self.write_out()                                     # steps held back go to the file before it closes
+        self._ids = {}; self.f.close(); self.f = None
     def abort(self):
-        "After a failed write: close both handles, ignoring their errors, and drop every reference to them."
-        for h in (self._h5, self._f):
-            try:
-                if h is not None: h.close()
-            except Exception: pass
-        self._h5 = self._f = self._along = None; self._buf = []
+        "After a failed write: close the handle, ignoring its errors, and drop every reference to it."
+        try:
+            if self.f is not None: self.f.close()
+        except Exception: pass
+        self.f, self.along, self._buf, self._ids = None, {}, [], {}
 
 def _append_rows(w:tuple, # `_rows_of` a dataset along `step`
                  i0:int, # the first row to write
@@ -265,7 +294,7 @@ class _Zarr:
                 if a.shape[0] > getattr(self, 'rows', 0): a.resize((getattr(self, 'rows', 0),) + a.shape[1:])
 
 def _chunks(shape): return (1,) + tuple(max(s, 1) for s in shape)   # one step per chunk (an empty dim still needs a chunk size)
-def _writer(path, every=1): return _Memory() if path is None else _Zarr(path) if _is_zarr(path) else _NetCDF(path, every)
+def _writer(path, every=1): return _Memory() if path is None else _Zarr(path) if _is_zarr(path) else _Mirrored(_NetCDF(path, every))
 def _is_zarr(path): return str(path).rstrip('/').endswith('.zarr')
 
 # %% ../../nbs/core/03_record.ipynb #acfae755
@@ -307,6 +336,35 @@ class _Memory:
                 vs[k] = xr.Variable(dims, data, {a: _as_read(x) for a, x in attrs.items()})
             out[name] = xr.decode_cf(xr.Dataset(vs, attrs={a: _as_read(x) for a, x in g['attrs'].items()}))
         return xr.DataTree.from_dict(out)
+
+# %% ../../nbs/core/03_record.ipynb #aec32302
+MIRROR_BYTES = 64 * 2**20 # a NetCDF recording whose steps hold up to this many bytes is also kept in memory as it is written, so `finish` hands it back without reading the file
+
+class _Mirrored:
+    "A NetCDF writer and an in-memory copy (`_Memory`) of all it writes, so `finish` need not read the file back; the copy is dropped once the steps' rows pass `limit` bytes."
+    def __init__(self, w, limit:int=None): self.w, self.m, self.limit, self.nbytes = w, _Memory(), MIRROR_BYTES if limit is None else limit, 0
+    def group(self, name): return self.w.group(name), (self.m.group(name) if self.m else None)
+    def dims(self, g, sizes): self.w.dims(g[0], sizes)
+    def static(self, g, *a):
+        self.w.static(g[0], *a)
+        if self.m and g[1] is not None: self.m.static(g[1], *a)
+    def series(self, g, *a):
+        self.w.series(g[0], *a)
+        if self.m and g[1] is not None: self.m.series(g[1], *a)
+    def attrs(self, g, d):
+        self.w.attrs(g[0], d)
+        if self.m and g[1] is not None: self.m.attrs(g[1], d)
+    def append(self, i, rows, root_attrs):
+        self.w.append(i, rows, root_attrs)
+        if not self.m: return
+        self.nbytes += sum(np.asarray(a).nbytes for vs in rows.values() for a in vs.values())
+        if self.nbytes > self.limit: self.m = None             # too big to hold twice: `finish` opens the file instead
+        else: self.m.append(i, rows, root_attrs)
+    def flush(self): self.w.flush()
+    def room(self, need): self.w.room(need)
+    def close(self): self.w.close()
+    def abort(self): self.m = None; self.w.abort()
+    def tree(self): return None if self.m is None else self.m.tree()
 
 # %% ../../nbs/core/03_record.ipynb #bda17179
 def _attrs(d):
@@ -553,11 +611,10 @@ def _prepare(self:Recorder, probs:torch.Tensor)->torch.Tensor:
     "One layer's captured probabilities as a (heads?, token, y, x) tensor in the storage dtype, on its way to the host."
     b = probs.shape[0]
     p = probs[b//2:] if (b > 1 and self.branch == 'cond') else probs[:max(b//2, 1)]
-    p = p[0].detach()                                        # first image of the branch: (heads, hw, tokens)
-    p = p[..., self.tok]
-    if not self.heads: p = p.float().mean(0)                # the head average in float32, then rounded once
+    p = p[0].detach()[..., :len(self.tok)].contiguous()     # first image of the branch, recorded tokens (always the first k): (heads, hw, tokens)
+    if not self.heads: p = p.mean(0, dtype=torch.float32)   # the head average in float32, then rounded once
     h, w = grid_size(p.shape[-2], self.aspect)
-    return _to_host(to_grid(p, h, w).to(torch.float16 if self.float16 else torch.float32))
+    return _to_host(to_grid(p.to(torch.float16 if self.float16 else torch.float32), h, w))
 
 def _to_host(t:torch.Tensor)->torch.Tensor:
     "A CPU copy of `t`: on CUDA into pinned memory without waiting (the writer waits on the step's event)."
@@ -700,7 +757,7 @@ def _need(self:Recorder, values, arrays)->int:
     groups = {f'attention_{h}x{w}' for a in arrays.values() for h, w in [a.shape[-2:]]} - set(self.groups)
     new = 2 * sum(k not in self.series.get('/', {}) for k in values) + 8 * len(groups)
     old = sum(map(len, self.series.values()))
-    return 2 * raw + 8192 * new + 4096 * old + 65536 + 8 * len(json.dumps([self._sums, self._strs]))
+    return 2 * raw + 8192 * new + 4096 * old + 65536 + 8 * len(getattr(self, '_sums_json', ''))
 
 def _put(self:Recorder, i, values, arrays):
     "Every series gets row i (new ones are made first), then the step is counted and flushed."
@@ -729,8 +786,10 @@ def _wait(self:Recorder):
 
 def _inventory(self:Recorder, n:int=None)->dict:
     "Root attributes that let a reader check the recording: steps completed, every variable of every group, and the checksums."
-    names = {'/' + g.strip('/'): sorted(self.coords.get(g, []) + list(s)) for g, s in self.series.items()}
-    return self._signed({'steps_completed': self.n if n is None else n, 'layoutlab_variables': json.dumps(names),
+    key = tuple((g, len(s), len(self.coords.get(g, []))) for g, s in self.series.items())
+    if getattr(self, '_names', (None,))[0] != key:            # the list changes only when a variable is made
+        self._names = key, json.dumps({'/' + g.strip('/'): sorted(self.coords.get(g, []) + list(s)) for g, s in self.series.items()})
+    return self._signed({'steps_completed': self.n if n is None else n, 'layoutlab_variables': self._names[1],
                          'coordinates': ' '.join(['timestep'] + (['phrase'] if 'phrase' in self.coords.get('/', []) else []))})
 
 CHECKSUMS_ATTR = 'layoutlab_checksums'
@@ -738,9 +797,11 @@ UNSIGNED = ('coordinates',)   # CF encoding, not content: xarray consumes it on 
 
 def _signed(self:Recorder, d:dict)->dict:
     "Root attributes `d`, plus the checksum of every root attribute written so far and of every string coordinate."
+    seen = self.__dict__.setdefault('_digested', {})          # attribute -> the value its checksum is of
     for k, v in (_json_attrs if isinstance(self.w, _Zarr) else _attrs)(d).items():
-        if k not in UNSIGNED: self._sums[k] = _digest(v)
-    return {**d, CHECKSUMS_ATTR: json.dumps({'attrs': self._sums, 'strings': self._strs}, sort_keys=True)}
+        if k not in UNSIGNED and not (k in seen and _same(seen[k], v)): self._sums[k], seen[k] = _digest(v), v
+    self._sums_json = json.dumps({'attrs': self._sums, 'strings': self._strs}, sort_keys=True)
+    return {**d, CHECKSUMS_ATTR: self._sums_json}
 
 Recorder.step, Recorder._write, Recorder._need, Recorder._put, Recorder.wait = _step, _write, _need, _put, _wait
 Recorder._inventory, Recorder._signed = _inventory, _signed
@@ -760,7 +821,8 @@ def _finish(self:Recorder)->xr.DataTree:
     if self.file is None: return self.w.tree()
     try: self._promote()
     finally: self._release()
-    return load_recording(self.path, verify=False)
+    tree = self.w.tree() if isinstance(self.w, _Mirrored) else None   # the run as written, held in memory while it was
+    return tree if tree is not None else load_recording(self.path, verify=False)
 
 def _promote(self:Recorder):
     "Rename the partial recording to the final path, replacing an earlier recording only with overwrite=True."
@@ -816,7 +878,6 @@ def _open_netcdf(path:Path)->dict:
     return dict(_unlocked(lambda l: xr.open_groups(path, engine='h5netcdf', driver_kwds=None if l is None else {'locking': l}), None, False))
 
 _NC_OWN = frozenset({'CLASS', 'NAME', 'REFERENCE_LIST', 'DIMENSION_LIST', '_Netcdf4Coordinates', '_Netcdf4Dimid', '_nc3_strict', '_NCProperties'})   # NetCDF-4's bookkeeping, hidden by NetCDF readers
-_PHONY = b'This is a netCDF dimension but not a netCDF variable'   # how NetCDF-4 marks a dimension with no variable of its name
 
 def _nc_attr(v):
     "An HDF5 attribute as h5netcdf reads it: bytes decoded, string arrays as lists, a one-element array as its element."

@@ -180,12 +180,14 @@ def run_case(pipe, layout, method:str, recorder:str, steps:int, cfg:float, size:
         path = Path(d)/f'run.{kind}'
         rec = None if kind == 'none' else Recorder(None if kind == 'memory' else path, extra_passes=not lean, flush_every=every)
         with counting_passes(pipe.unet) as counts:
+            w = time.perf_counter()
             s, peak, res = timed(lambda: sample(pipe, layout, method, steps=steps, cfg=cfg, seed=seed, height=size[0],
                                                 width=size[1], recorder=rec, progress=False), dev)
+            wall = time.perf_counter() - w
         nbytes = None if rec is None else res.recording.nbytes if kind == 'memory' else _folder_bytes(path)
         if res.recording is not None: res.recording.close()
     finite = bool(torch.isfinite(res.latents).all())
-    return dict(seconds=s, peak_bytes=peak, passes=dict(counts), bytes_per_step=None if nbytes is None else nbytes / steps, finite=finite)
+    return dict(seconds=s, wall_seconds=wall, peak_bytes=peak, passes=dict(counts), bytes_per_step=None if nbytes is None else nbytes / steps, finite=finite)
 
 def _median(xs): return float(statistics.median(xs))
 
@@ -240,6 +242,7 @@ def measure(model:str='shapes', # "shapes", "sd15", "sdxl" (or any name `load_pi
         row = dict(method=m, recorder=rk, seconds=_median([x['seconds'] for x in rs]),
                    x_pipe=_median([x['seconds'] / p for x, p in zip(rs, pipe_t)]),
                    x_no_recorder=None if base is None or rk == 'none' else _median([x['seconds'] / b['seconds'] for x, b in zip(rs, base)]),
+                   x_no_recorder_wall=None if base is None or rk == 'none' else _median([x['wall_seconds'] / b['wall_seconds'] for x, b in zip(rs, base)]),
                    peak_bytes=max(x['peak_bytes'] for x in rs), bytes_per_step=rs[0]['bytes_per_step'], passes=rs[0]['passes'],
                    finite=all(x['finite'] for x in rs), floor=FLOORS[floor_kind(m)])
         row['floor_seconds'] = floor_seconds(m, pipe_s, row['passes'], steps, unit)
@@ -268,10 +271,10 @@ def perf_table(result # what `measure` returned (or its JSON file's path)
     rows = []
     for x in r['rows']:
         p = x['passes']
-        rows.append([x['method'], x['recorder'], f"{x['seconds']:.3f}", _x(x['x_pipe']), _x(x['x_no_recorder']),
+        rows.append([x['method'], x['recorder'], f"{x['seconds']:.3f}", _x(x['x_pipe']), _x(x['x_no_recorder']), _x(x.get('x_no_recorder_wall')),
                      f"{p['forward_1']} / {p['forward_2']}, {p['backward']}", f"{x['floor_seconds']:.3f}", _x(x['x_floor']),
                      _mb(x['peak_bytes']), _mb(x['bytes_per_step']), 'yes' if x['finite'] else '**no**'])
-    table = pipe_table(['method', 'recorder', 's', '× `pipe()`', '× no recorder', 'UNet passes (fwd b=1 / b=2, bwd)', 'floor s',
+    table = pipe_table(['method', 'recorder', 's', '× `pipe()`', '× no recorder', '× no recorder, wall', 'UNet passes (fwd b=1 / b=2, bwd)', 'floor s',
                         'measured / floor', 'peak memory', 'recording / step', 'finite'], rows)
     u = r['unit_seconds']
     foot = (f"Energy pass (conditional forward + backward through the guidance layers): {u['cond_energy_grad_full']:.4f} s with the "
