@@ -47,7 +47,7 @@ FAULT = textwrap.dedent('''
     from layoutlab.core.record import Recorder, RecordingError
     path, limit, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     pipe = tiny_pipeline('sd15')
-    rec = Recorder(path)
+    rec = Recorder(path, background={'inline': None, 'thread': True}[sys.argv[4] if len(sys.argv) > 4 else 'inline'])   # on the CPU the default writes inline
     if limit:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)          # the write returns EFBIG instead of killing the process
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
@@ -73,10 +73,11 @@ def check_fault(r, p, causes):
     rec.close()                                              # (the lazy tree holds the file: the disk must unmount)
     return n
 
+@pytest.mark.parametrize('writer', ['inline', 'thread'])
 @pytest.mark.parametrize('ext', ['nc', 'zarr'])
-def test_file_size_limit(tmp_path, ext):
+def test_file_size_limit(tmp_path, ext, writer):
     p = tmp_path/f'rec.{ext}'
-    r = run(FAULT, p, 400_000, 20)
+    r = run(FAULT, p, 400_000, 20, writer)
     n = check_fault(r, p, ['File too large', 'file-size limit'])
     if ext == 'nc': assert r.returncode == 3 and n < 20      # the limit is reached: the .nc grows past 400 kB in 20 steps
 

@@ -14,7 +14,7 @@ from layoutlab.guidance.registry import preset, sample
 
 LAY = Layout('a red circle and a blue square', [dict(phrase='red circle', box=[.1, .1, .5, .5]),
                                                 dict(phrase='blue square', box=[.5, .5, .9, .9])], seed=1)
-CASES = {'winwinlay': dict(), 'heads': dict(heads=True), 'all_tokens': dict(tokens='all', float16=False)}
+CASES = {'winwinlay': dict(), 'heads': dict(heads=True), 'all_tokens': dict(tokens='all', float16=False), 'threaded': dict(background=True)}   # on the CPU the default writes inline: `threaded` runs the writer thread
 
 @pytest.fixture(scope='module')
 def pipe(): return tiny_pipeline('sd15')

@@ -146,7 +146,7 @@ class _NetCDF:
         import h5py, layoutlab
         self.path, self.str_dtype, self.every = path, h5py.string_dtype(), every
         self._buf, self._root, self._written, self._ids = [], None, {}, {}   # the steps not yet written, their root attributes; root attributes as last written, and their ids
-        self.ids, self.along = {}, {}                        # (group, dimension) -> (NetCDF-4 dimension id, size or None); (group, variable) -> `_rows_of` every dataset along `step`
+        self.ids, self.along, self.fills = {}, {}, {}        # (group, dimension) -> (NetCDF-4 dimension id, size or None); (group, variable) -> `_rows_of` every dataset along `step`, and its fill row
         self.f = _unlocked(lambda l: h5py.File(path, 'w-', locking=l, track_order=True), False, None)   # fails, rather than truncates, if the file exists; no HDF5 lock (ours guards writers)
         props = f"version=2,layoutlab={layoutlab.__version__},hdf5={h5py.version.hdf5_version},h5py={h5py.__version__}"
         self.f.attrs['_NCProperties'] = np.array(props, dtype=h5py.string_dtype('ascii', len(props)))   # what NetCDF-4 files say of their writer
@@ -199,7 +199,7 @@ class _NetCDF:
         self._dimensions(g, v, ('step',) + tuple(dims))
         if fill is not None: v.attrs['_FillValue'] = np.array([fill], dtype)
         _put_attrs(v, attrs)
-        self.along[(g.name, name)] = _rows_of(v)
+        self.along[(g.name, name)], self.fills[(g.name, name)] = _rows_of(v), np.full(shape, 0 if fill is None else fill, dtype)
     def attrs(self, g, d):
         if g.name != '/': return _put_attrs(g, d)
         for k, v in _attrs(d).items(): _rewrite_attr(g, k, v, self._ids); self._written[k] = v
@@ -212,9 +212,10 @@ class _NetCDF:
         if not self._buf: return
         buf, i0 = self._buf, self._buf[0][0]
         for (g, k), w in self.along.items():
-            got = [r.get(g, {}).get(k) for _, r in buf]
+            got = [r.get(g, {}).get(k) for _, r in buf]       # None: not logged at that step; HDF5 reads a row never written as the fill value
             if len(got) == 1: _append_row(w, i0, got[0])
-            else: _append_rows(w, i0, len(got), None if got[0] is None else np.stack(got))
+            elif all(x is None for x in got): _append_rows(w, i0, len(got))
+            else: _append_rows(w, i0, len(got), np.stack([self.fills[(g, k)] if x is None else x for x in got]))
         for k, v in _attrs(self._root).items():              # only those that changed (the count and the checksums, mostly)
             if not _same(self._written.get(k, _same), v): _rewrite_attr(self.f, k, v, self._ids); self._written[k] = v
         self.f.flush()                                       # HDF5 writes its metadata out: the file is whole on disk
@@ -282,7 +283,7 @@ class _Zarr:
             arrays = self.arrays.get(name.strip('/') or '/', {})
             for a in arrays.values():
                 if a.shape[0] <= i: a.resize((max(i + 1, 2 * a.shape[0]),) + a.shape[1:])
-            for k, row in vs.items(): arrays[k][i] = row
+            for k, row in vs.items(): arrays[k][i] = arrays[k].fill_value if row is None else row   # every step writes every chunk: a missing one is damage
         self.attrs(self.root, root_attrs)
         self.rows = i + 1
     def flush(self): pass
@@ -306,7 +307,7 @@ def _as_read(v):
 
 class _Memory:
     "The writer of `Recorder()` without a path: the calls of `_NetCDF`, rows kept as arrays; `tree()` is the DataTree a NetCDF file of the run reads back as."
-    def __init__(self): self.groups = {}                 # '/' or '/name' -> {'attrs': {}, 'vars': {name: (dims, values or rows, attrs, dtype, shape)}}
+    def __init__(self): self.groups, self._fills = {}, {}                 # '/' or '/name' -> {'attrs': {}, 'vars': {name: (dims, values or rows, attrs, dtype, shape)}}
     def group(self, name): return self.groups.setdefault('/' + name.strip('/'), dict(attrs={}, vars={}))
     def dims(self, g, sizes): pass
     def static(self, g, name, dims, values, attrs):
@@ -320,8 +321,12 @@ class _Memory:
     def append(self, i, rows, root_attrs):
         for name, vs in rows.items():
             got = self.group(name)['vars']
-            for k, row in vs.items(): got[k][1].append(np.asarray(row, got[k][3]))
+            for k, row in vs.items(): got[k][1].append(self._fill(got[k]) if row is None else np.asarray(row, got[k][3]))
         self.attrs(self.group('/'), root_attrs)
+    def _fill(self, v):
+        "The fill row of a variable (NaN, or 0 for integers), made once."
+        dims, rows, attrs, dtype, shape = v
+        return self._fills.setdefault(id(rows), np.full(shape, attrs.get('_FillValue', 0), dtype))
     def flush(self): pass
     def room(self, need): pass
     def close(self): pass
@@ -357,7 +362,7 @@ class _Mirrored:
     def append(self, i, rows, root_attrs):
         self.w.append(i, rows, root_attrs)
         if not self.m: return
-        self.nbytes += sum(np.asarray(a).nbytes for vs in rows.values() for a in vs.values())
+        self.nbytes += sum(np.asarray(a).nbytes for vs in rows.values() for a in vs.values() if a is not None)
         if self.nbytes > self.limit: self.m = None             # too big to hold twice: `finish` opens the file instead
         else: self.m.append(i, rows, root_attrs)
     def flush(self): self.w.flush()
@@ -471,7 +476,7 @@ class Recorder:
                  branch:str='cond', # 'cond' or 'uncond' half of the classifier-free guidance batch
                  tokens:str='prompt', # 'prompt' (start..end token) or 'all' (the padded sequence)
                  overwrite:bool=False, # replace an earlier layoutlab recording at `path` (never anything else)
-                 background:bool=True, # write each step in a background thread while the next one runs
+                 background:bool=None, # write each step in a background thread while the next one runs; None: when the maps are on CUDA (on the CPU the thread only competes for the cores and the GIL)
                  flush_every:int=1, # `.nc`: steps written (and flushed) together; 1: every step is on disk when the next begins, k > 1: a k-th of the file work, but a killed run loses up to k − 1 finished steps (an error still writes them)
                  extra_passes:bool=True # let pieces run the passes whose only use is the recording (NAEF's gradient split, the energy after a step's last update); False records only what the run computes anyway
                 ):
@@ -483,6 +488,7 @@ class Recorder:
         if not isinstance(extra_passes, bool): raise ValueError(f"extra_passes must be True or False, got {extra_passes!r}")
         self.overwrite, self.n, self.w, self.lock, self.done, self.file = overwrite, 0, None, None, False, None
         self.extra_passes, self.background, self._pool, self._pending, self.closed, self.failed = extra_passes, background, None, None, False, None
+        if background not in (None, True, False): raise ValueError(f"background must be True, False or None, got {background!r}")
         if path is not None: self._check(Path(path))
 
     def __enter__(self): return self
@@ -575,9 +581,7 @@ def _start(self:Recorder, layers, token_text, n_prompt, latent_hw, attrs, phrase
     import layoutlab
     self.w = _writer(self.file, self.flush_every)
     self._sums, self._strs = {}, {}
-    if self.background and self.file is not None:          # in memory a step is a few appends: no thread
-        from concurrent.futures import ThreadPoolExecutor
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix='layoutlab-recorder')
+    if self.background: self._start_writer()
     self.layer_names, self.aspect = list(layers), latent_hw[1] / latent_hw[0]
     self.tok = list(range(n_prompt)) if self.tokens == 'prompt' else list(range(len(token_text)))
     self.token_text = [token_text[i] for i in self.tok]
@@ -602,7 +606,13 @@ def _phrases(layout):
         return [str(o['phrase']) for o in d.get('objects') or []] if isinstance(d, dict) else None
     except Exception: return None
 
-Recorder.begin, Recorder._start = _begin, _start
+def _start_writer(self:Recorder):
+    "The writer thread (for a file: in memory a step is a few appends)."
+    if self.file is None or self._pool is not None: return
+    from concurrent.futures import ThreadPoolExecutor
+    self._pool = ThreadPoolExecutor(1, thread_name_prefix='layoutlab-recorder')
+
+Recorder.begin, Recorder._start, Recorder._start_writer = _begin, _start, _start_writer
 
 # %% ../../nbs/core/03_record.ipynb #b847e93d
 from .attention import grid_size, to_grid
@@ -733,6 +743,7 @@ def _step(self:Recorder,
     event = None
     if any(v.device.type == 'cuda' for v in maps.values()):
         event = torch.cuda.Event(); event.record()          # the host copies of this step are done when it is
+        if self.background is None: self._start_writer()    # the GPU runs on while the host writes
     if self._pool is None: return self._write(i, values, arrays, event)
     self._pending = self._pool.submit(self._write, i, values, arrays, event)
 
@@ -775,7 +786,7 @@ def _put(self:Recorder, i, values, arrays):
         for j, l in enumerate(layers):
             if l in got.get(name, {}): row[j] = got[name][l]
         rows[name] = {'attention': row}
-    rows['/'] = {k: values[k][1] if k in values else np.full(shape, fill) for k, (dims, shape, fill) in self.series['/'].items()}
+    rows['/'] = {k: values[k][1] if k in values else None for k in self.series['/']}   # None: not logged at this step, its fill value
     self.w.append(i, rows, self._inventory(i + 1))          # the step's rows, then (last) the count that makes it part of the recording
     self.n = i + 1
 
