@@ -123,21 +123,31 @@ def _nc_value(a): return np.atleast_1d(a) if np.isscalar(a) and np.asarray(a).dt
 def _put_attrs(o, # an h5py group or dataset
                d:dict # attributes (see `_attrs`)
               ):
-    "Attributes as h5netcdf writes them: numbers as one-element arrays, strings and arrays as they are."
-    for k, a in _attrs(d).items(): o.attrs[k] = _nc_value(a)
+    "Attributes as h5netcdf writes them: numbers as one-element arrays, strings as UTF-8."
+    for k, a in _attrs(d).items(): _new_attr(o, k, _nc_value(a))
+
+def _new_attr(o, k:str, a):
+    "Attribute `k` = `a` on `o`, a new one through h5py's low-level calls (half the cost of `o.attrs[k] = a`), anything else h5py's own way."
+    import h5py
+    from h5py import h5a, h5s, h5t
+    v, name = np.array(a, dtype=h5py.string_dtype()) if isinstance(a, str) else np.asarray(a), k.encode()
+    if v.dtype.kind not in 'iufO' or h5a.exists(o.id, name): o.attrs[k] = a; return
+    space = h5s.create(h5s.SCALAR) if v.ndim == 0 else h5s.create_simple(v.shape)
+    h5a.create(o.id, name, h5t.py_create(v.dtype, logical=True), space).write(v, mtype=h5t.py_create(v.dtype))   # the file's type, the memory's
 
 def _rewrite_attr(o, # an h5py object
                   k:str, # attribute name
                   v, # its new value
                   ids:dict # attribute name -> open h5py attribute id, kept between calls
                  ):
-    "Set attribute `k` of `o`; one that exists with the same kind and shape is overwritten in place through an id kept open (a fifth of the cost of replacing it)."
+    "Set attribute `k` of `o`; one that exists with the same kind and shape is overwritten in place through an id kept open, with its type and shape (a fifth of the cost of replacing it)."
     from h5py import h5a
-    a, v = ids.get(k), _nc_value(v)
-    if a is None and h5a.exists(o.id, k.encode()): a = ids[k] = h5a.open(o.id, k.encode())
-    if a is not None and isinstance(v, str) == (a.dtype.kind == 'O'):
-        new = np.asarray(v, dtype=a.dtype)
-        if new.shape == a.shape: return a.write(new)
+    got, v = ids.get(k), _nc_value(v)
+    if got is None and h5a.exists(o.id, k.encode()):
+        a = h5a.open(o.id, k.encode()); got = ids[k] = (a, a.dtype, a.shape)
+    if got is not None and isinstance(v, str) == (got[1].kind == 'O'):
+        new = np.asarray(v, dtype=got[1])
+        if new.shape == got[2]: return got[0].write(new)
     ids.pop(k, None); o.attrs[k] = v
 
 class _NetCDF:
@@ -146,7 +156,7 @@ class _NetCDF:
         import h5py, layoutlab
         self.path, self.str_dtype, self.every = path, h5py.string_dtype(), every
         self._buf, self._root, self._written, self._ids = [], None, {}, {}   # the steps not yet written, their root attributes; root attributes as last written, and their ids
-        self.ids, self.along, self.fills = {}, {}, {}        # (group, dimension) -> (NetCDF-4 dimension id, size or None); (group, variable) -> `_rows_of` every dataset along `step`, and its fill row
+        self.ids, self.scales, self.along, self.fills = {}, {}, {}, {}   # (group, dimension) -> (NetCDF-4 dimension id, size or None), and its scale; (group, variable) -> `_rows_of` every dataset along `step`, and its fill row
         self.f = _unlocked(lambda l: h5py.File(path, 'w-', locking=l, track_order=True), False, None)   # fails, rather than truncates, if the file exists; no HDF5 lock (ours guards writers)
         props = f"version=2,layoutlab={layoutlab.__version__},hdf5={h5py.version.hdf5_version},h5py={h5py.__version__}"
         self.f.attrs['_NCProperties'] = np.array(props, dtype=h5py.string_dtype('ascii', len(props)))   # what NetCDF-4 files say of their writer
@@ -160,35 +170,39 @@ class _NetCDF:
     def dims(self, g, sizes):
         "Dimensions of group g get their ids now; their scales when a variable needs them (a coordinate of the same name is the scale)."
         for d, n in sizes.items(): self.ids.setdefault((g.name, d), (len(self.ids), n))
-    def _scale(self, g, d):
-        "The dimension scale of `d` as seen from `g` (the group's own, else the nearest parent's: NetCDF-4's rule) and its id; a dimension without a variable of its name gets NetCDF-4's placeholder."
-        h = g
-        while (h.name, d) not in self.ids:
-            if h.name == '/': raise KeyError(f"dimension {d!r} is not defined in {g.name} or above")
-            h = h.parent
-        i, n = self.ids[(h.name, d)]
-        if d in h: return h[d], i
-        s = h.create_dataset(d, (n or 0,), '>f4', maxshape=(n,) if n else (None,), track_order=True)
-        s.make_scale(_PHONY + b'.' + b'%10d' % (n or 0)); s.attrs['_Netcdf4Dimid'] = np.int32(i)
-        if n is None: self.along[(h.name, d)] = _rows_of(s)   # an unlimited one grows with the steps
-        return s, i
-    def _dimensions(self, g, v, dims):
-        "Variable v of group g on `dims`: a dimension's own coordinate becomes its scale, any other is attached to the scales."
-        name = v.name.rsplit('/', 1)[-1]
-        if tuple(dims) == (name,) and (g.name, name) in self.ids:
-            i = self.ids[(g.name, name)][0]
-            v.make_scale(name); v.attrs['_Netcdf4Dimid'] = np.int32(i); ids = [i]
+    def _scale(self, gname, d):
+        "The dimension scale of `d` as seen from group `gname` (its own, else the nearest parent's: NetCDF-4's rule) and its id, found once; a dimension without a variable of its name gets NetCDF-4's placeholder."
+        key = (gname, d)
+        while key not in self.ids:
+            if key[0] == '/': raise KeyError(f"dimension {d!r} is not defined in {gname} or above")
+            key = (key[0].rsplit('/', 1)[0] or '/', d)
+        if key in self.scales: return self.scales[key]
+        (i, n), h = self.ids[key], self.f[key[0]]
+        if d in h: s = h[d]
         else:
-            scales = [self._scale(g, d) for d in dims]
+            s = h.create_dataset(d, (n or 0,), '>f4', maxshape=(n,) if n else (None,), track_order=True)
+            s.make_scale(_PHONY + b'.' + b'%10d' % (n or 0)); _new_attr(s, '_Netcdf4Dimid', np.int32(i))
+            if n is None: self.along[(key[0], d)] = _rows_of(s)   # an unlimited one grows with the steps
+        self.scales[key] = s, i
+        return s, i
+    def _dimensions(self, g, v, name, dims):
+        "Variable `name` (v) of group g on `dims`: a dimension's own coordinate becomes its scale, any other is attached to the scales."
+        gname = g.name
+        if tuple(dims) == (name,) and (gname, name) in self.ids:
+            i = self.ids[(gname, name)][0]
+            v.make_scale(name); _new_attr(v, '_Netcdf4Dimid', np.int32(i)); ids = [i]
+            self.scales[(gname, name)] = v, i
+        else:
+            scales = [self._scale(gname, d) for d in dims]
             for k, (s, _) in enumerate(scales): v.dims[k].attach_scale(s)
             ids = [i for _, i in scales]
-        v.attrs['_Netcdf4Coordinates'] = np.array(ids, 'i4')
+        _new_attr(v, '_Netcdf4Coordinates', np.array(ids, 'i4'))
     def static(self, g, name, dims, values, attrs):
         self._changing()
         values = np.asarray(values)
         if values.dtype.kind in 'UO': v = g.create_dataset(name, data=values.astype(object), dtype=self.str_dtype, track_order=True)
         else: v = g.create_dataset(name, data=values, fletcher32=bool(values.size), chunks=values.shape if values.size else None, track_order=True)
-        self._dimensions(g, v, dims); _put_attrs(v, attrs)
+        self._dimensions(g, v, name, dims); _put_attrs(v, attrs)
     def series(self, g, name, dims, shape, dtype, fill, rows, attrs):
         "A per-step variable of `rows` rows (earlier steps read as the fill value)."
         self._changing()
@@ -196,8 +210,8 @@ class _NetCDF:
         fill = fill if dtype.kind == 'f' else None
         v = g.create_dataset(name, (rows,) + shape, dtype, maxshape=(None,) + tuple(s or None for s in shape), chunks=_chunks(shape),
                              fletcher32=True, fillvalue=fill, track_order=True)   # an empty dimension may not hold a chunk: unlimited then
-        self._dimensions(g, v, ('step',) + tuple(dims))
-        if fill is not None: v.attrs['_FillValue'] = np.array([fill], dtype)
+        self._dimensions(g, v, name, ('step',) + tuple(dims))
+        if fill is not None: _new_attr(v, '_FillValue', np.array([fill], dtype))
         _put_attrs(v, attrs)
         self.along[(g.name, name)], self.fills[(g.name, name)] = _rows_of(v), np.full(shape, 0 if fill is None else fill, dtype)
     def attrs(self, g, d):
@@ -233,7 +247,7 @@ class _NetCDF:
         try:
             if self.f is not None: self.f.close()
         except Exception: pass
-        self.f, self.along, self._buf, self._ids = None, {}, [], {}
+        self.f, self.along, self.scales, self._buf, self._ids = None, {}, {}, [], {}
 
 def _append_rows(w:tuple, # `_rows_of` a dataset along `step`
                  i0:int, # the first row to write

@@ -239,7 +239,7 @@ def measure(model:str='shapes', # "shapes", "sd15", "sdxl" (or any name `load_pi
     rows = []
     for (m, rk), rs in runs.items():
         base = runs.get((m, 'none'))
-        row = dict(method=m, recorder=rk, seconds=_median([x['seconds'] for x in rs]),
+        row = dict(method=m, recorder=rk, seconds=_median([x['seconds'] for x in rs]), wall_seconds=_median([x['wall_seconds'] for x in rs]),
                    x_pipe=_median([x['seconds'] / p for x, p in zip(rs, pipe_t)]),
                    x_no_recorder=None if base is None or rk == 'none' else _median([x['seconds'] / b['seconds'] for x, b in zip(rs, base)]),
                    x_no_recorder_wall=None if base is None or rk == 'none' else _median([x['wall_seconds'] / b['wall_seconds'] for x, b in zip(rs, base)]),
