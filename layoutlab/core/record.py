@@ -138,7 +138,7 @@ def _new_attr(o, k:str, a):
 def _rewrite_attr(o, # an h5py object
                   k:str, # attribute name
                   v, # its new value
-                  ids:dict # attribute name -> open h5py attribute id, kept between calls
+                  ids:dict # attribute name -> (open h5py attribute id, its dtype, its shape), kept between calls
                  ):
     "Set attribute `k` of `o`; one that exists with the same kind and shape is overwritten in place through an id kept open, with its type and shape (a fifth of the cost of replacing it)."
     from h5py import h5a
@@ -594,7 +594,7 @@ def _start(self:Recorder, layers, token_text, n_prompt, latent_hw, attrs, phrase
     "`begin`'s writing part: the writer, the root's attributes and the step coordinates."
     import layoutlab
     self.w = _writer(self.file, self.flush_every)
-    self._sums, self._strs = {}, {}
+    self._sums, self._strs, self._digested, self._sums_json, self._names = {}, {}, {}, '', (None, None)   # checksums, and what they were last computed of
     if self.background: self._start_writer()
     self.layer_names, self.aspect = list(layers), latent_hw[1] / latent_hw[0]
     self.tok = list(range(n_prompt)) if self.tokens == 'prompt' else list(range(len(token_text)))
@@ -782,7 +782,7 @@ def _need(self:Recorder, values, arrays)->int:
     groups = {f'attention_{h}x{w}' for a in arrays.values() for h, w in [a.shape[-2:]]} - set(self.groups)
     new = 2 * sum(k not in self.series.get('/', {}) for k in values) + 8 * len(groups)
     old = sum(map(len, self.series.values()))
-    return 2 * raw + 8192 * new + 4096 * old + 65536 + 8 * len(getattr(self, '_sums_json', ''))
+    return 2 * raw + 8192 * new + 4096 * old + 65536 + 8 * len(self._sums_json)
 
 def _put(self:Recorder, i, values, arrays):
     "Every series gets row i (new ones are made first), then the step is counted and flushed."
@@ -812,7 +812,7 @@ def _wait(self:Recorder):
 def _inventory(self:Recorder, n:int=None)->dict:
     "Root attributes that let a reader check the recording: steps completed, every variable of every group, and the checksums."
     key = tuple((g, len(s), len(self.coords.get(g, []))) for g, s in self.series.items())
-    if getattr(self, '_names', (None,))[0] != key:            # the list changes only when a variable is made
+    if self._names[0] != key:                                # the list changes only when a variable is made
         self._names = key, json.dumps({'/' + g.strip('/'): sorted(self.coords.get(g, []) + list(s)) for g, s in self.series.items()})
     return self._signed({'steps_completed': self.n if n is None else n, 'layoutlab_variables': self._names[1],
                          'coordinates': ' '.join(['timestep'] + (['phrase'] if 'phrase' in self.coords.get('/', []) else []))})
@@ -822,7 +822,7 @@ UNSIGNED = ('coordinates',)   # CF encoding, not content: xarray consumes it on 
 
 def _signed(self:Recorder, d:dict)->dict:
     "Root attributes `d`, plus the checksum of every root attribute written so far and of every string coordinate."
-    seen = self.__dict__.setdefault('_digested', {})          # attribute -> the value its checksum is of
+    seen = self._digested                                    # attribute -> the value its checksum is of
     for k, v in (_json_attrs if isinstance(self.w, _Zarr) else _attrs)(d).items():
         if k not in UNSIGNED and not (k in seen and _same(seen[k], v)): self._sums[k], seen[k] = _digest(v), v
     self._sums_json = json.dumps({'attrs': self._sums, 'strings': self._strs}, sort_keys=True)
