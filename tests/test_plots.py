@@ -25,7 +25,8 @@ def make(path=None, heads=False, layers=('mid', 'up'), n=3, values=True, aspect=
         kw = dict(energy=torch.tensor(float(i))) if values else {}
         if values and i > 0: kw['late'] = torch.tensor(1.)   # a variable first logged at step 1
         r.step(900 - 100 * i, {k: v for k, v in maps.items() if layers and k in layers}, **kw)
-    return r.finish()   # a file recording comes back lazily from its file
+    rec = r.finish()
+    return rec if path is None else load_recording(path)   # a file recording opened lazily (`finish` hands back the copy it kept)
 
 def teardown_function(): plt.close('all')
 
