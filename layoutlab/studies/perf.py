@@ -15,7 +15,7 @@ __all__ = ['RECORDERS', 'PERF_LAYOUT', 'FLOORS', 'perf_methods', 'perf_pipeline'
            'floor_kind', 'unit_passes', 'floor_seconds', 'diffusers_call', 'run_case', 'measure', 'perf_table']
 
 # %% ../../nbs/studies/21_perf.ipynb #d649ca54
-RECORDERS = ('none', 'memory', 'nc', 'zarr', 'memory_lean', 'nc_lean', 'nc10', 'nc10_lean')  # no recorder, Recorder() in memory, to a .nc file, to a .zarr store; `nc10`: .nc written 10 steps at a time (`flush_every=10`); `_lean`: `Recorder(extra_passes=False)`
+RECORDERS = ('none', 'memory', 'nc', 'zarr', 'memory_lean', 'nc_lean', 'nc10', 'nc10_lean', 'nc_thread')  # no recorder, Recorder() in memory, to a .nc file, to a .zarr store; `nc10`: .nc written 10 steps at a time (`flush_every=10`); `_lean`: `Recorder(extra_passes=False)`; `nc_thread`: .nc written by the writer thread (`background=True`, the default only on CUDA)
 PERF_LAYOUT = dict(prompt='a red circle and a blue square', seed=0,
                    objects=[dict(phrase='red circle', box=[.1, .1, .5, .5]), dict(phrase='blue square', box=[.5, .5, .9, .9])])
 
@@ -175,10 +175,10 @@ def run_case(pipe, layout, method:str, recorder:str, steps:int, cfg:float, size:
     dev = pipe.unet.device
     with tempfile.TemporaryDirectory(prefix='layoutlab-perf-') as d:
         kind, lean = recorder.removesuffix('_lean'), recorder.endswith('_lean')
-        every = 10 if kind == 'nc10' else 1
-        kind = 'nc' if kind == 'nc10' else kind
+        every, thread = 10 if kind == 'nc10' else 1, True if kind == 'nc_thread' else None
+        kind = 'nc' if kind in ('nc10', 'nc_thread') else kind
         path = Path(d)/f'run.{kind}'
-        rec = None if kind == 'none' else Recorder(None if kind == 'memory' else path, extra_passes=not lean, flush_every=every)
+        rec = None if kind == 'none' else Recorder(None if kind == 'memory' else path, extra_passes=not lean, flush_every=every, background=thread)
         with counting_passes(pipe.unet) as counts:
             w = time.perf_counter()
             s, peak, res = timed(lambda: sample(pipe, layout, method, steps=steps, cfg=cfg, seed=seed, height=size[0],

@@ -527,7 +527,7 @@ def perf(model:str=typer.Option("shapes", help="shapes (ShapesSD), sd15 or sdxl 
          device:str=typer.Option(None, help="torch device (default: cuda if available, else cpu)"),
          repeats:int=typer.Option(3, help="interleaved repeats (every figure is a median)"),
          methods:str=typer.Option("", help=f"comma-separated methods (default: those tagged perf: {', '.join(tagged_names('perf', _BUILT_IN))}; any other runs too)", show_default=False),
-         recorders:str=typer.Option("none,memory,nc", help="comma-separated: none, memory, nc, zarr, memory_lean, nc_lean, nc10, nc10_lean (`nc10`: .nc written 10 steps at a time; `_lean`: without the passes only a recording uses)"),
+         recorders:str=typer.Option("none,memory,nc", help="comma-separated: none, memory, nc, zarr, memory_lean, nc_lean, nc10, nc10_lean, nc_thread (`nc10`: .nc written 10 steps at a time; `_lean`: without the passes only a recording uses; `nc_thread`: written by the writer thread)"),
          size:int=typer.Option(None, help="image side in pixels (default: the model's native size)"),
          threads:int=typer.Option(None, help="torch CPU threads"),
          out:Path=typer.Option(Path("perf.json"), help="where to write the JSON result"),
